@@ -1,0 +1,323 @@
+"""The evaluation report: `report.json` for machines, a self-contained `report.html` for people.
+
+The HTML embeds its plots as base64 PNGs and its CSS inline, so it can be attached to a ticket
+or a Prefect artifact as one file. Plots show aggregates only: histograms with bins clipped to
+the train 0.5-99.5% range (extremes are not drawn) and bar charts where categories seen fewer
+than `MIN_CATEGORY_COUNT` times in train are pooled into "(rare)".
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from evaluation.encoding import category_keys, numeric_values
+from evaluation.gate import CheckResult
+from evaluation.table import TableEvaluation, _json_safe
+from synth.data.schema import ColumnSpec, TableSchema
+
+MAX_PLOTTED_COLUMNS = 30
+MAX_BARS = 20
+MIN_CATEGORY_COUNT = 5
+HIST_BINS = 30
+REAL_COLOR, SYN_COLOR = "#4c72b0", "#dd8452"
+
+
+# --------------------------------------------------------------------------- summary rows
+
+
+def _status(check: CheckResult) -> str:
+    if not check.applicable:
+        return "n/a"
+    return "pass" if check.passed else "FAIL"
+
+
+def summary_rows(evaluation: TableEvaluation) -> list[dict[str, Any]]:
+    """One row per gate check, for a CLI table or a Prefect table artifact."""
+    return [
+        {
+            "check": c.name,
+            "kind": c.kind,
+            "value": None if c.value is None else round(c.value, 4),
+            "threshold": f"{'>=' if c.bound == 'min' else '<='} {c.threshold:.3f}",
+            "status": _status(c),
+        }
+        for c in evaluation.gate.checks
+    ]
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write to a temp file in the same directory, then rename over `path`: readers never see
+    a half-written report."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(
+    evaluation: TableEvaluation,
+    out_dir: Path,
+    *,
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, Path]:
+    """Write `report.json` (evaluation.to_dict() plus `extra` under "extra") and `report.html`.
+
+    Returns (json_path, html_path). `extra` is for lineage (spec hash, data fingerprints...);
+    non-JSON values in it are written with str().
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = evaluation.to_dict()
+    payload["extra"] = _json_safe(json.loads(json.dumps(extra or {}, default=str)))
+    json_path, html_path = out_dir / "report.json", out_dir / "report.html"
+    _atomic_write(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    _atomic_write(html_path, render_html(evaluation, train, synthetic, schema, extra))
+    return json_path, html_path
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def _png(fig: Figure) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _img(fig: Figure, alt: str) -> str:
+    return f'<img src="data:image/png;base64,{_png(fig)}" alt="{html.escape(alt)}">'
+
+
+def _numeric_plot(spec: ColumnSpec, real: pd.Series, syn: pd.Series) -> Figure:
+    r = numeric_values(real, spec.kind)
+    s = numeric_values(syn, spec.kind)
+    r, s = r[~np.isnan(r)], s[~np.isnan(s)]
+    fig = Figure(figsize=(4.2, 2.6), dpi=80)
+    ax = fig.add_subplot()
+    if r.size:
+        lo, hi = np.percentile(r, [0.5, 99.5])
+        hi = hi if hi > lo else lo + 1.0
+        edges = np.linspace(lo, hi, HIST_BINS + 1)
+        for values, color, label in ((r, REAL_COLOR, "real"), (s, SYN_COLOR, "synthetic")):
+            if values.size:
+                ax.hist(
+                    np.clip(values, lo, hi), bins=edges, density=True, alpha=0.55,
+                    color=color, label=label,
+                )  # fmt: skip
+        if spec.kind == "datetime":
+            ticks = ax.get_xticks()
+            ax.set_xticks(ticks)
+            ax.set_xticklabels(
+                [pd.Timestamp(int(t)).strftime("%Y-%m") for t in ticks], rotation=30, fontsize=7
+            )
+    ax.set_title(spec.name, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _categorical_plot(spec: ColumnSpec, real: pd.Series, syn: pd.Series) -> Figure:
+    r = category_keys(real).fillna("(missing)")
+    s = category_keys(syn).fillna("(missing)")
+    counts = r.value_counts()
+    keep = [c for c in counts.index if counts[c] >= MIN_CATEGORY_COUNT][:MAX_BARS]
+
+    def pooled(v: pd.Series) -> pd.Series:
+        label = np.where(v.isin(keep), v, "(rare)")
+        return pd.Series(label).value_counts(normalize=True)
+
+    pr, ps = pooled(r), pooled(s)
+    labels = keep + (["(rare)"] if "(rare)" in pr.index or "(rare)" in ps.index else [])
+    x = np.arange(len(labels))
+    fig = Figure(figsize=(4.2, 2.6), dpi=80)
+    ax = fig.add_subplot()
+    ax.bar(x - 0.2, pr.reindex(labels, fill_value=0), 0.4, color=REAL_COLOR, label="real")
+    ax.bar(x + 0.2, ps.reindex(labels, fill_value=0), 0.4, color=SYN_COLOR, label="synthetic")
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(v)[:18] for v in labels], rotation=35, ha="right", fontsize=7)
+    ax.set_title(spec.name, fontsize=9)
+    ax.tick_params(axis="y", labelsize=7)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _heatmap(evaluation: TableEvaluation, columns: list[str]) -> Figure | None:
+    pt = evaluation.pair_trends
+    idx = [pt.columns.index(c) for c in columns if c in pt.columns]
+    if len(idx) < 2:
+        return None
+    diff = (
+        np.array(pt.real_matrix)[np.ix_(idx, idx)] - np.array(pt.synthetic_matrix)[np.ix_(idx, idx)]
+    )
+    names = [pt.columns[i] for i in idx]
+    size = min(3.0 + 0.28 * len(idx), 11.0)
+    fig = Figure(figsize=(size, size * 0.85), dpi=80)
+    ax = fig.add_subplot()
+    im = ax.imshow(np.nan_to_num(diff), cmap="RdBu_r", vmin=-1, vmax=1)
+    ax.set_xticks(range(len(names)))
+    ax.set_yticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=90, fontsize=7)
+    ax.set_yticklabels(names, fontsize=7)
+    ax.set_title("association: real - synthetic (Pearson / Cramer's V)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    return fig
+
+
+def _dcr_plot(evaluation: TableEvaluation) -> Figure:
+    h = evaluation.privacy.dcr_histogram
+    edges = np.array(h.edges)
+    widths = np.diff(edges)
+    fig = Figure(figsize=(5.5, 3.0), dpi=80)
+    ax = fig.add_subplot()
+    for counts, color, label in (
+        (h.holdout, REAL_COLOR, "holdout -> train"),
+        (h.synthetic, SYN_COLOR, "synthetic -> train"),
+    ):
+        c = np.array(counts, dtype=float)
+        ax.bar(edges[:-1], c / max(c.sum(), 1.0), widths, align="edge", alpha=0.55,
+               color=color, label=label)  # fmt: skip
+    ax.axvline(evaluation.privacy.near_copy_threshold, color="k", ls="--", lw=1,
+               label="near-copy threshold")  # fmt: skip
+    ax.set_xlabel("distance to closest train record", fontsize=8)
+    ax.set_ylabel("share of rows", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    return fig
+
+
+# --------------------------------------------------------------------------- html
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
+h1{font-size:1.4em} h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;font-size:.9em} td,th{padding:4px 10px;border:1px solid #ddd}
+th{background:#f4f4f4;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.pass{background:#e3f4e3;color:#1b6e1b;font-weight:600}
+.fail{background:#fbe3e3;color:#a31515;font-weight:600}
+.na{background:#eee;color:#666}
+.banner{padding:10px 14px;border-radius:6px;font-weight:600;display:inline-block}
+.grid{display:flex;flex-wrap:wrap;gap:8px} .grid img{border:1px solid #eee}
+.muted{color:#666;font-size:.85em}
+"""
+
+
+def _checks_table(evaluation: TableEvaluation) -> str:
+    rows = []
+    for c in evaluation.gate.checks:
+        status = _status(c)
+        css = {"pass": "pass", "FAIL": "fail"}.get(status, "na")
+        value = "&ndash;" if c.value is None else f"{c.value:.4f}"
+        bound = "&ge;" if c.bound == "min" else "&le;"
+        rows.append(
+            f"<tr><td><code>{html.escape(c.name)}</code></td><td>{c.kind}</td>"
+            f'<td class="num">{value}</td><td class="num">{bound} {c.threshold:.3f}</td>'
+            f'<td class="{css}">{status}</td><td>{html.escape(c.description)}</td></tr>'
+        )
+    head = (
+        "<tr><th>check</th><th>kind</th><th>value</th><th>threshold</th><th>status</th>"
+        "<th>meaning</th></tr>"
+    )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _metrics_table(evaluation: TableEvaluation) -> str:
+    rows = []
+    for k, v in evaluation.metrics.items():
+        text = "&ndash;" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
+        rows.append(f'<tr><td><code>{html.escape(k)}</code></td><td class="num">{text}</td></tr>')
+    return f"<table><tr><th>metric</th><th>value</th></tr>{''.join(rows)}</table>"
+
+
+def _plotted_columns(evaluation: TableEvaluation, schema: TableSchema) -> list[ColumnSpec]:
+    """All modelled columns, or the MAX_PLOTTED_COLUMNS with the worst shape scores."""
+    specs = schema.modelled
+    if len(specs) <= MAX_PLOTTED_COLUMNS:
+        return specs
+    score = evaluation.shapes.per_column
+    worst = sorted(specs, key=lambda c: np.nan_to_num(score.get(c.name, 1.0), nan=-1.0))
+    chosen = {c.name for c in worst[:MAX_PLOTTED_COLUMNS]}
+    return [c for c in specs if c.name in chosen]
+
+
+def render_html(
+    evaluation: TableEvaluation,
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    extra: dict[str, Any] | None = None,
+) -> str:
+    """The report as one self-contained HTML string."""
+    gate = evaluation.gate
+    if gate.overridden and not all(c.passed for c in gate.checks):
+        banner = ("#fff3cd", f"GATE OVERRIDDEN: {html.escape(gate.override_reason or 'no reason')}")
+    elif gate.passed:
+        banner = ("#e3f4e3", "GATE PASSED")
+    else:
+        banner = ("#fbe3e3", "GATE FAILED")
+    failures = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in gate.failures())
+
+    specs = _plotted_columns(evaluation, schema)
+    plots = []
+    for spec in specs:
+        make = _categorical_plot if spec.kind == "categorical" else _numeric_plot
+        fig = make(spec, train[spec.name], synthetic[spec.name])
+        score = evaluation.shapes.per_column.get(spec.name, float("nan"))
+        metric = evaluation.shapes.metric.get(spec.name, "")
+        fig.axes[0].set_title(f"{spec.name}  ({metric} {score:.3f})", fontsize=9)
+        plots.append(_img(fig, spec.name))
+    omitted = len(schema.modelled) - len(specs)
+    heat = _heatmap(evaluation, [c.name for c in specs])
+    m = evaluation.metrics
+    extra_html = (
+        f"<h2>Lineage</h2><pre>{html.escape(json.dumps(extra, indent=2, default=str))}</pre>"
+        if extra
+        else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Synthetic data evaluation</title>
+<style>{_CSS}</style></head><body>
+<h1>Synthetic data evaluation</h1>
+<p class="banner" style="background:{banner[0]}">{banner[1]}</p>
+<p class="muted">train {m["n_train"]} rows, holdout {m["n_holdout"]} rows,
+synthetic {m["n_synthetic"]} rows evaluated (of {m.get("n_synthetic_total", m["n_synthetic"])}),
+seed {evaluation.seed}</p>
+{f"<ul>{failures}</ul>" if failures else ""}
+<h2>Checks</h2>{_checks_table(evaluation)}
+<h2>All figures</h2>{_metrics_table(evaluation)}
+<h2>Column distributions (real train vs synthetic)</h2>
+<p class="muted">Aggregates only; histogram ranges clipped to the train 0.5&ndash;99.5%
+percentiles, categories seen fewer than {MIN_CATEGORY_COUNT} times pooled as "(rare)".
+{f"{omitted} best-matching columns not plotted." if omitted else ""}</p>
+<div class="grid">{"".join(plots)}</div>
+<h2>Pair trends</h2>
+{_img(heat, "association difference") if heat is not None else "<p>fewer than two columns</p>"}
+<h2>Distance to closest record</h2>
+{_img(_dcr_plot(evaluation), "DCR histogram")}
+<p class="muted">Synthetic rows should sit no closer to the training data than fresh holdout
+rows do; a synthetic spike near zero means copied or nearly copied records.</p>
+{extra_html}
+</body></html>
+"""

@@ -1,0 +1,3 @@
+"""Privacy-gated synthetic data from diffusion models."""
+
+__version__ = "0.1.0"

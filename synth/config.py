@@ -1,0 +1,177 @@
+"""The job spec: one pydantic model per step, unknown keys rejected everywhere."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from synth.data.schema import ColumnOverride
+from synth.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceSpec(_Strict):
+    path: Path
+    format: Literal["auto", "csv", "parquet", "hf"] = "auto"
+    modality: Literal["table"] = "table"
+    target: str | None = None
+    columns: dict[str, ColumnOverride] = Field(default_factory=dict)
+
+
+class SplitSpec(_Strict):
+    holdout_fraction: float = Field(0.3, gt=0.0, lt=1.0)
+    min_train_rows: int = Field(50, ge=2)
+    min_holdout_rows: int = Field(20, ge=2)
+
+
+class ModelSpec(_Strict):
+    hidden_dims: list[int] = Field(default_factory=lambda: [256, 256, 256])
+    time_embedding_dim: int = 64
+    dropout: float = 0.0
+    num_train_timesteps: int = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    prediction_type: Literal["v_prediction", "epsilon"] = "v_prediction"
+    conditional: bool = True
+    """Condition on a categorical target (classifier-free guidance) when there is one."""
+    cond_drop_prob: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class TrainingSpec(_Strict):
+    steps: int = Field(2000, ge=1)
+    batch_size: int = Field(1024, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    ema_decay: float = Field(0.995, ge=0.0, lt=1.0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    resume: bool = True
+    checkpoint_every: int = 1000
+
+
+class SamplingSpec(_Strict):
+    rows: int | None = Field(None, ge=1)
+    """Rows to generate; defaults to the number of training rows."""
+    num_inference_steps: int = Field(10, ge=1)
+    scheduler: Literal["ddim", "dpmsolver", "ddpm"] = "dpmsolver"
+    guidance_scale: float = 1.0
+    shard_rows: int = Field(100_000, ge=1)
+    conditions: dict[str, int] | None = None
+    """Requested counts per target label, e.g. {"Yes": 500, "No": 1500}."""
+
+
+class Thresholds(_Strict):
+    """Gate thresholds. Each names the direction it bounds."""
+
+    column_shapes_min: float = 0.85
+    pair_trends_min: float = 0.85
+    detection_auc_max: float = 0.90
+    tstr_gap_max: float = 0.10
+    """Train-on-real AUC (or R^2) minus train-on-synthetic, on the real holdout."""
+    exact_copy_excess_max: float = 0.01
+    """Synthetic exact-copy rate minus the rate fresh holdout rows show."""
+    near_copy_excess_max: float = 0.03
+    """Synthetic near-copy rate minus the holdout's (near: closer than the holdout's 1% DCR)."""
+    dcr_share_max: float = 0.60
+    nndr_low_share_max: float = 0.10
+    """Share of synthetic rows whose NNDR is below the holdout's 5th percentile (ideal 0.05)."""
+    mia_auc_max: float = 0.60
+
+
+class EvaluationSpec(_Strict):
+    max_rows: int = Field(10_000, ge=100)
+    """Evaluate on at most this many synthetic rows (privacy checks use an equal-size holdout)."""
+    thresholds: Thresholds = Field(default_factory=Thresholds)
+    override_gate: bool = False
+    override_reason: str | None = None
+
+
+class ExportSpec(_Strict):
+    format: Literal["parquet"] = "parquet"
+    out: Path = Path("out")
+    rows_per_file: int = Field(1_000_000, ge=1)
+    id_strategy: Literal["regenerate", "drop"] = "regenerate"
+
+
+class JobSpec(_Strict):
+    name: str = "synth-job"
+    seed: int = 0
+    source: SourceSpec
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+
+    def spec_hash(self) -> str:
+        """Content hash of the spec, for lineage and caching."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "<root>"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key {where!r}")
+        else:
+            parts.append(f"{where}: {e['msg']}")
+    return "invalid job spec: " + "; ".join(parts)
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    node = data
+    *parents, leaf = key.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {p!r} is not a section")
+    node[leaf] = value
+
+
+def parse_set_option(item: str) -> tuple[str, Any]:
+    """`key.sub=value` -> (key.sub, YAML-parsed value)."""
+    if "=" not in item:
+        raise ConfigError(f"--set expects key=value, got {item!r}")
+    key, raw = item.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def build_spec(
+    base: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+) -> JobSpec:
+    """Merge dotted overrides into a raw spec dict and validate it."""
+    data: dict[str, Any] = json.loads(json.dumps(base or {}, default=str))
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return JobSpec.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_validation_error(err)) from None
+
+
+def load_spec(path: Path | str | None, overrides: dict[str, Any] | None = None) -> JobSpec:
+    """Read a YAML job spec (or none) and apply CLI overrides."""
+    base: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        if not isinstance(base, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
+        # Relative data paths are relative to the working directory, as on the command line.
+    return build_spec(base, overrides)

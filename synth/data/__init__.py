@@ -1,0 +1,1 @@
+"""Reading protected tables and describing them with a schema."""

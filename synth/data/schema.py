@@ -1,0 +1,214 @@
+"""A table schema the user can read and override: which columns are modelled, and how.
+
+Inference follows SDV's spirit (metadata users can inspect) with scikit-learn-like
+simplicity: a pure function from a DataFrame to a `TableSchema`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from synth.errors import InputDataError
+
+ColumnKind = Literal["numeric", "categorical", "datetime", "id", "constant"]
+Scalar = str | bool | int | float
+
+# An integer column with at most this many distinct values is treated as categorical (0/1 flags...).
+MAX_INTEGER_CATEGORIES = 10
+# A string column with at most this many distinct values is categorical; above, it is ID-like text.
+MAX_STRING_CATEGORIES = 100
+# Below this many rows a column of unique values is not called an ID (too little evidence).
+MIN_ROWS_FOR_ID = 20
+
+
+class ColumnSpec(BaseModel):
+    """How one column is modelled. `dtype` is the source dtype, kept so the export matches it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: ColumnKind
+    dtype: str
+    nullable: bool = False
+    integer: bool = False
+    min: float | None = None
+    max: float | None = None
+    categories: list[Scalar] | None = None
+    constant_value: Scalar | None = None
+
+    @property
+    def modelled(self) -> bool:
+        return self.kind in ("numeric", "categorical", "datetime")
+
+
+class ColumnOverride(BaseModel):
+    """What a user may override in the config, per column."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: ColumnKind | None = None
+    integer: bool | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class TableSchema(BaseModel):
+    """The inferred (and possibly overridden) description of a table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    columns: list[ColumnSpec]
+    target: str | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> ColumnSpec:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+    def of_kind(self, *kinds: ColumnKind) -> list[ColumnSpec]:
+        return [c for c in self.columns if c.kind in kinds]
+
+    @property
+    def modelled(self) -> list[ColumnSpec]:
+        return [c for c in self.columns if c.modelled]
+
+    @property
+    def target_kind(self) -> ColumnKind | None:
+        return self.column(self.target).kind if self.target else None
+
+
+def _to_scalar(value: Any) -> Scalar:
+    """numpy/pandas scalars -> plain JSON-able Python scalars."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def _sorted_categories(values: pd.Series) -> list[Scalar]:
+    uniques = [_to_scalar(v) for v in values.dropna().unique()]
+    return sorted(uniques, key=lambda v: (type(v).__name__, v))
+
+
+def _looks_like_datetime(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(200)
+    if sample.empty or not sample.str.contains(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().all())
+
+
+def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
+    dtype = str(s.dtype)
+    nullable = bool(s.isna().any())
+    present = s.dropna()
+    if present.empty:
+        raise InputDataError(
+            f"column {name!r} is entirely null: drop it from the table, or fill it, and run again"
+        )
+    n_unique = int(present.nunique())
+    base = {"name": name, "dtype": dtype, "nullable": nullable}
+
+    if n_unique == 1 and not nullable:
+        return ColumnSpec(**base, kind="constant", constant_value=_to_scalar(present.iloc[0]))
+    if pd.api.types.is_bool_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype):
+        return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
+    if pd.api.types.is_datetime64_any_dtype(s):
+        ns = present.astype("int64")
+        return ColumnSpec(**base, kind="datetime", min=float(ns.min()), max=float(ns.max()))
+    if pd.api.types.is_numeric_dtype(s):
+        integral = bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
+        is_unique = n_unique == len(s) and len(s) >= MIN_ROWS_FOR_ID
+        if integral and is_unique:
+            return ColumnSpec(**base, kind="id", integer=True)
+        if integral and n_unique <= MAX_INTEGER_CATEGORIES:
+            return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
+        return ColumnSpec(
+            **base,
+            kind="numeric",
+            integer=integral,
+            min=float(present.min()),
+            max=float(present.max()),
+        )
+    # strings / objects
+    if n_unique <= MAX_STRING_CATEGORIES and n_unique < len(present):
+        return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
+    if _looks_like_datetime(present):
+        ns = pd.to_datetime(present, format="mixed").astype("int64")
+        return ColumnSpec(**base, kind="datetime", min=float(ns.min()), max=float(ns.max()))
+    return ColumnSpec(**base, kind="id")
+
+
+def infer_schema(
+    df: pd.DataFrame,
+    target: str | None = None,
+    overrides: dict[str, ColumnOverride] | None = None,
+) -> TableSchema:
+    """Describe every column of `df`; `overrides` (from the config) win over inference."""
+    if target is not None and target not in df.columns:
+        raise InputDataError(
+            f"target column {target!r} is not in the table; its columns are: "
+            + ", ".join(map(str, df.columns))
+        )
+    overrides = overrides or {}
+    unknown = sorted(set(overrides) - set(df.columns))
+    if unknown:
+        raise InputDataError(f"schema overrides name columns not in the table: {unknown}")
+
+    columns = []
+    for name in df.columns:
+        spec = _infer_column(str(name), df[name])
+        if name in overrides:
+            spec = _apply_override(spec, overrides[name], df[name])
+        columns.append(spec)
+
+    if target is not None:
+        t = next(c for c in columns if c.name == target)
+        if t.kind not in ("numeric", "categorical"):
+            raise InputDataError(
+                f"target column {target!r} was inferred as {t.kind}; a target must be numeric or "
+                f"categorical (override its kind under source.columns.{target}.kind)"
+            )
+    return TableSchema(columns=columns, target=target)
+
+
+def _apply_override(spec: ColumnSpec, o: ColumnOverride, s: pd.Series) -> ColumnSpec:
+    present = s.dropna()
+    kind = o.kind or spec.kind
+    data: dict[str, Any] = spec.model_dump()
+    data["kind"] = kind
+    if kind != spec.kind:
+        data.update(categories=None, min=None, max=None, constant_value=None)
+        if kind == "categorical":
+            data["categories"] = _sorted_categories(present)
+        elif kind == "numeric":
+            values = pd.to_numeric(present, errors="coerce")
+            if values.isna().any():
+                raise InputDataError(
+                    f"column {spec.name!r} cannot be numeric: it holds non-numeric values"
+                )
+            data.update(
+                min=float(values.min()),
+                max=float(values.max()),
+                integer=bool(np.all(np.mod(values, 1) == 0)),
+            )
+        elif kind == "datetime":
+            ns = pd.to_datetime(present, format="mixed").astype("int64")
+            data.update(min=float(ns.min()), max=float(ns.max()))
+        elif kind == "constant":
+            data["constant_value"] = _to_scalar(present.iloc[0])
+    for field in ("integer", "min", "max"):
+        value = getattr(o, field)
+        if value is not None:
+            data[field] = value
+    return ColumnSpec(**data)

@@ -1,0 +1,130 @@
+"""Train/holdout split by row index. Only indices and a data hash are ever saved, so real
+rows are never copied into work directories or orchestration results."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from synth.atomic import atomic_write_text
+from synth.errors import InputDataError
+
+SPLIT_FORMAT_VERSION = 1
+
+
+def _holdout_size(n_rows: int, holdout_fraction: float) -> int:
+    # The epsilon keeps 0.3 * 10 (= 3.0000000000000004) from rounding up to 4.
+    return math.ceil(n_rows * holdout_fraction - 1e-9)
+
+
+def _fits(n_rows: int, holdout_fraction: float, min_train: int, min_holdout: int) -> bool:
+    n_holdout = _holdout_size(n_rows, holdout_fraction)
+    return n_holdout >= min_holdout and n_rows - n_holdout >= min_train
+
+
+def min_rows_for_split(holdout_fraction: float, min_train_rows: int, min_holdout_rows: int) -> int:
+    """Smallest table for which both sides of the split reach their minimum."""
+    n = max(
+        min_train_rows + min_holdout_rows,
+        int(min_holdout_rows / holdout_fraction) - 2,
+        int(min_train_rows / (1 - holdout_fraction)) - 2,
+    )
+    while not _fits(n, holdout_fraction, min_train_rows, min_holdout_rows):
+        n += 1
+    return n
+
+
+def _strata(stratify: np.ndarray, n_rows: int, n_holdout: int) -> np.ndarray | None:
+    """Integer class codes, or None when stratifying is impossible (a class of one row...)."""
+    labels = pd.Series(np.asarray(stratify, dtype=object))
+    if len(labels) != n_rows:
+        raise ValueError(f"stratify has {len(labels)} labels for {n_rows} rows")
+    codes, uniques = pd.factorize(labels, use_na_sentinel=False)
+    counts = np.bincount(codes)
+    n_classes = len(uniques)
+    if counts.min() < 2 or n_holdout < n_classes or n_rows - n_holdout < n_classes:
+        return None
+    return codes
+
+
+def split_indices(
+    n_rows: int,
+    holdout_fraction: float,
+    seed: int,
+    *,
+    stratify: np.ndarray | None = None,
+    min_train_rows: int = 50,
+    min_holdout_rows: int = 20,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded, disjoint, covering (train, holdout) row positions, each sorted ascending.
+
+    Stratified on `stratify` labels when every class has at least two rows; otherwise a plain
+    shuffled split (a rare class cannot be put on both sides).
+    """
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    if not _fits(n_rows, holdout_fraction, min_train_rows, min_holdout_rows):
+        need = min_rows_for_split(holdout_fraction, min_train_rows, min_holdout_rows)
+        raise InputDataError(
+            f"the table has {n_rows} rows; the split needs at least {need} (train >= "
+            f"{min_train_rows}, holdout >= {min_holdout_rows} at holdout_fraction="
+            f"{holdout_fraction}): add rows, or lower split.min_train_rows / "
+            "split.min_holdout_rows"
+        )
+    n_holdout = _holdout_size(n_rows, holdout_fraction)
+    codes = None if stratify is None else _strata(stratify, n_rows, n_holdout)
+    train, holdout = train_test_split(
+        np.arange(n_rows, dtype=np.int64),
+        test_size=n_holdout,
+        random_state=seed % 2**32,
+        shuffle=True,
+        stratify=codes,
+    )
+    return np.sort(train), np.sort(holdout)
+
+
+def save_split(
+    path: str | os.PathLike[str],
+    train_idx: np.ndarray,
+    holdout_idx: np.ndarray,
+    data_hash: str,
+) -> Path:
+    """Store the split as JSON: indices and the hash of the data they index, nothing else."""
+    payload = {
+        "version": SPLIT_FORMAT_VERSION,
+        "data_hash": data_hash,
+        "train": [int(i) for i in train_idx],
+        "holdout": [int(i) for i in holdout_idx],
+    }
+    return atomic_write_text(path, json.dumps(payload, separators=(",", ":")))
+
+
+def load_split(path: str | os.PathLike[str], data_hash: str) -> tuple[np.ndarray, np.ndarray]:
+    """Read a saved split; refuse it if it was made for different data."""
+    path = Path(path)
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+        saved_hash = payload["data_hash"]
+        train = np.asarray(payload["train"], dtype=np.int64)
+        holdout = np.asarray(payload["holdout"], dtype=np.int64)
+    except FileNotFoundError:
+        raise InputDataError(
+            f"split file {str(path)!r} does not exist: run the split step first"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise InputDataError(
+            f"split file {str(path)!r} is unreadable ({type(err).__name__}): delete it so the "
+            "split is made again"
+        ) from None
+    if saved_hash != data_hash:
+        raise InputDataError(
+            f"split file {str(path)!r} was made for different data (hash {saved_hash[:12]}..., "
+            f"this data {data_hash[:12]}...): delete it so the split is made again"
+        )
+    return train, holdout

@@ -1,0 +1,21 @@
+"""Errors a user can act on. Each message is one line that says how to fix the input."""
+
+
+class SynthError(Exception):
+    """Base class: the CLI prints these as a one-line error and exits non-zero."""
+
+
+class InputDataError(SynthError):
+    """The protected data cannot be read or does not fit the job."""
+
+
+class ConfigError(SynthError):
+    """The job spec is invalid."""
+
+
+class NotFittedError(SynthError, ValueError):
+    """An estimator was used before `fit` (scikit-learn's contract)."""
+
+
+class GateFailedError(SynthError):
+    """The privacy/fidelity gate blocked the export."""

@@ -1,0 +1,1 @@
+"""Tabular diffusion: encoders, denoiser, Gaussian + multinomial diffusion, the synthesizer."""

@@ -1,0 +1,228 @@
+"""Encode a table into what the diffusion sees, and decode samples back into the table.
+
+- numeric and datetime columns -> quantile-normalised floats (TabDDPM); missing values get a
+  binary indicator that is diffused as a categorical, so missingness is modelled, not imputed;
+- categorical columns -> integer codes (missing is its own code);
+- a categorical target used for conditioning -> a separate label vector `y`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.preprocessing import QuantileTransformer
+
+from synth.data.schema import ColumnSpec, Scalar, TableSchema
+from synth.errors import NotFittedError
+
+MISSING = "__missing__"
+
+
+@dataclass
+class EncodedTable:
+    x_num: np.ndarray  # float32 [n, n_num]
+    x_cat: np.ndarray  # int64 [n, n_cat]
+    y: np.ndarray | None  # int64 [n] when conditioning on a categorical target
+
+
+def _as_float(spec: ColumnSpec, s: pd.Series) -> np.ndarray:
+    if spec.kind == "datetime":
+        ts = pd.to_datetime(s, format="mixed") if not pd.api.types.is_datetime64_any_dtype(s) else s
+        if getattr(ts.dt, "tz", None) is not None:
+            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+        out = ts.astype("datetime64[ns]").astype("int64").astype(float)
+        out[ts.isna().to_numpy()] = np.nan
+        return out.to_numpy()
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+
+
+class TableEncoder:
+    """scikit-learn style: `fit` learns, learned state ends in `_`, `inverse_transform` decodes."""
+
+    def __init__(self, schema: TableSchema, condition_on_target: bool = True, seed: int = 0):
+        self.schema = schema
+        self.condition_on_target = condition_on_target
+        self.seed = seed
+
+    # ---- layout -------------------------------------------------------------------------
+    @property
+    def conditional(self) -> bool:
+        return bool(
+            self.condition_on_target
+            and self.schema.target
+            and self.schema.column(self.schema.target).kind == "categorical"
+        )
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "num_columns_"):
+            raise NotFittedError("TableEncoder is not fitted yet: call fit(table) first")
+
+    def fit(self, df: pd.DataFrame) -> TableEncoder:
+        target = self.schema.target if self.conditional else None
+        self.num_columns_: list[str] = [
+            c.name for c in self.schema.of_kind("numeric", "datetime") if c.name != target
+        ]
+        self.cat_columns_: list[str] = [
+            c.name for c in self.schema.of_kind("categorical") if c.name != target
+        ]
+        self.null_indicator_columns_: list[str] = [
+            n for n in self.num_columns_ if self.schema.column(n).nullable
+        ]
+        self.categories_: dict[str, list[Any]] = {}
+        for name in self.cat_columns_:
+            spec = self.schema.column(name)
+            self.categories_[name] = list(spec.categories or []) + (
+                [MISSING] if spec.nullable else []
+            )
+        self.target_classes_: list[Scalar] = (
+            list(self.schema.column(target).categories or []) if target else []
+        )
+        if target and self.schema.column(target).nullable:
+            self.target_classes_.append(MISSING)
+
+        self.fill_values_: dict[str, float] = {}
+        nums = []
+        for name in self.num_columns_:
+            values = _as_float(self.schema.column(name), df[name])
+            fill = float(np.nanmedian(values))
+            self.fill_values_[name] = fill
+            nums.append(np.where(np.isnan(values), fill, values))
+        self.quantile_: QuantileTransformer | None = None
+        if nums:
+            x = np.stack(nums, axis=1)
+            self.quantile_ = QuantileTransformer(
+                n_quantiles=max(10, min(1000, len(df))),
+                output_distribution="normal",
+                subsample=1_000_000_000,
+                random_state=self.seed,
+            ).fit(x)
+        return self
+
+    @property
+    def num_classes(self) -> list[int]:
+        """Number of categories of each diffused categorical feature (null indicators last)."""
+        self._check_fitted()
+        return [len(self.categories_[n]) for n in self.cat_columns_] + [2] * len(
+            self.null_indicator_columns_
+        )
+
+    @property
+    def n_num(self) -> int:
+        self._check_fitted()
+        return len(self.num_columns_)
+
+    # ---- encode / decode ----------------------------------------------------------------
+    def _codes(self, values: pd.Series, categories: list[Any], name: str) -> np.ndarray:
+        lookup = {_key(c): i for i, c in enumerate(categories)}
+        keys = [MISSING if _is_missing(v) else _key(v) for v in values]
+        unknown = {k for k in keys if k not in lookup}
+        if unknown:
+            raise ValueError(f"column {name!r} holds {len(unknown)} categories unseen in fit")
+        return np.fromiter((lookup[k] for k in keys), dtype=np.int64, count=len(keys))
+
+    def transform(self, df: pd.DataFrame) -> EncodedTable:
+        self._check_fitted()
+        n = len(df)
+        if self.num_columns_:
+            raw = np.stack(
+                [_as_float(self.schema.column(c), df[c]) for c in self.num_columns_], axis=1
+            )
+            nulls = np.isnan(raw)
+            fills = np.array([self.fill_values_[c] for c in self.num_columns_])
+            x_num = self.quantile_.transform(np.where(nulls, fills, raw)).astype(np.float32)
+        else:
+            x_num, nulls = np.zeros((n, 0), np.float32), np.zeros((n, 0), bool)
+        cats = [self._codes(df[c], self.categories_[c], c) for c in self.cat_columns_]
+        for c in self.null_indicator_columns_:
+            cats.append(nulls[:, self.num_columns_.index(c)].astype(np.int64))
+        x_cat = np.stack(cats, axis=1) if cats else np.zeros((n, 0), np.int64)
+        y = None
+        if self.conditional:
+            y = self._codes(df[self.schema.target], self.target_classes_, self.schema.target)
+        return EncodedTable(x_num=x_num, x_cat=x_cat, y=y)
+
+    def inverse_transform(self, enc: EncodedTable) -> pd.DataFrame:
+        """Decode to the modelled columns, in schema order, with bounds and integers restored."""
+        self._check_fitted()
+        out: dict[str, Any] = {}
+        if self.num_columns_:
+            x = self.quantile_.inverse_transform(np.asarray(enc.x_num, dtype=np.float64))
+            for j, name in enumerate(self.num_columns_):
+                spec = self.schema.column(name)
+                col = x[:, j]
+                if spec.min is not None and spec.max is not None:
+                    col = np.clip(col, spec.min, spec.max)
+                if spec.integer or spec.kind == "datetime":
+                    col = np.round(col)
+                if name in self.null_indicator_columns_:
+                    k = len(self.cat_columns_) + self.null_indicator_columns_.index(name)
+                    col = np.where(enc.x_cat[:, k] == 1, np.nan, col)
+                if spec.kind == "datetime":
+                    out[name] = pd.to_datetime(pd.Series(col), unit="ns")
+                else:
+                    out[name] = col
+        for j, name in enumerate(self.cat_columns_):
+            out[name] = _decode(enc.x_cat[:, j], self.categories_[name])
+        if self.conditional and enc.y is not None:
+            out[self.schema.target] = _decode(enc.y, self.target_classes_)
+        ordered = [c.name for c in self.schema.modelled if c.name in out]
+        return pd.DataFrame({name: out[name] for name in ordered})
+
+    # ---- persistence without pickle -----------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        self._check_fitted()
+        q = self.quantile_
+        return {
+            "condition_on_target": self.condition_on_target,
+            "seed": self.seed,
+            "num_columns": self.num_columns_,
+            "cat_columns": self.cat_columns_,
+            "null_indicator_columns": self.null_indicator_columns_,
+            "categories": self.categories_,
+            "target_classes": self.target_classes_,
+            "fill_values": self.fill_values_,
+            "quantiles": None if q is None else q.quantiles_.tolist(),
+            "references": None if q is None else q.references_.tolist(),
+        }
+
+    @classmethod
+    def from_state_dict(cls, schema: TableSchema, state: dict[str, Any]) -> TableEncoder:
+        enc = cls(schema, state["condition_on_target"], state["seed"])
+        enc.num_columns_ = state["num_columns"]
+        enc.cat_columns_ = state["cat_columns"]
+        enc.null_indicator_columns_ = state["null_indicator_columns"]
+        enc.categories_ = state["categories"]
+        enc.target_classes_ = state["target_classes"]
+        enc.fill_values_ = state["fill_values"]
+        enc.quantile_ = None
+        if state["quantiles"] is not None:
+            q = QuantileTransformer(output_distribution="normal")
+            q.quantiles_ = np.asarray(state["quantiles"], dtype=np.float64)
+            q.references_ = np.asarray(state["references"], dtype=np.float64)
+            q.n_quantiles_ = len(q.references_)
+            q.n_features_in_ = q.quantiles_.shape[1]
+            enc.quantile_ = q
+        return enc
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT
+
+
+def _key(v: Any) -> Any:
+    """Compare categories by value across numpy/python types (1 == 1.0 == np.int64(1))."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bool):
+        return ("b", v)
+    if isinstance(v, int | float):
+        return ("n", float(v))
+    return ("s", str(v)) if v != MISSING else MISSING
+
+
+def _decode(codes: np.ndarray, categories: list[Any]) -> np.ndarray:
+    values = np.array([None if c == MISSING else c for c in categories], dtype=object)
+    return values[np.asarray(codes, dtype=np.int64)]

@@ -1,0 +1,430 @@
+"""TabularDiffusionSynthesizer: fit / sample / save / load, the contract every modality shares."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from diffusers import DDPMScheduler
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from synth.config import ModelSpec, TrainingSpec
+from synth.data.schema import TableSchema
+from synth.device import autocast, pick_device
+from synth.errors import InputDataError, NotFittedError
+from synth.tabular.denoiser import TabularDenoiser
+from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
+from synth.tabular.encoders import MISSING, EncodedTable, TableEncoder, _key
+
+FORMAT_VERSION = 1
+STATE_FILE = "synthesizer.json"
+
+
+class TabularDiffusionSynthesizer:
+    """A TabDDPM-style synthesizer. The constructor only stores parameters; `fit` learns."""
+
+    def __init__(
+        self,
+        schema: TableSchema,
+        model: ModelSpec | None = None,
+        training: TrainingSpec | None = None,
+        seed: int = 0,
+        device: str = "auto",
+    ):
+        self.schema = schema
+        self.model = model or ModelSpec()
+        self.training = training or TrainingSpec()
+        self.seed = seed
+        self.device = device
+
+    # ---- fit ----------------------------------------------------------------------------
+    def _build(self, enc: TableEncoder) -> None:
+        self.encoder_ = enc
+        self.noise_scheduler_ = DDPMScheduler(
+            num_train_timesteps=self.model.num_train_timesteps,
+            beta_schedule=self.model.beta_schedule,
+            clip_sample=False,
+            prediction_type=self.model.prediction_type,
+        )
+        self.denoiser_ = TabularDenoiser(
+            n_num=enc.n_num,
+            num_classes=enc.num_classes,
+            num_labels=len(enc.target_classes_) if enc.conditional else 0,
+            hidden_dims=list(self.model.hidden_dims),
+            time_embedding_dim=self.model.time_embedding_dim,
+            dropout=self.model.dropout,
+        )
+
+    def fit(
+        self, train: pd.DataFrame, checkpoint_dir: Path | str | None = None, progress: bool = True
+    ) -> TabularDiffusionSynthesizer:
+        """Learn the table. With `checkpoint_dir`, save there as training goes and resume."""
+        if len(train) < 2:
+            raise InputDataError("the training table needs at least 2 rows")
+        torch.manual_seed(self.seed)
+        device = pick_device(self.device)
+        checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        resume = (
+            checkpoint_dir is not None
+            and self.training.resume
+            and (checkpoint_dir / "training_state" / "state.json").is_file()
+        )
+        if resume:
+            loaded = type(self).load(checkpoint_dir, device=self.device)
+            self._build(loaded.encoder_)
+        else:
+            self._build(TableEncoder(self.schema, self.model.conditional, self.seed).fit(train))
+        enc = self.encoder_.transform(train)
+        self.label_counts_ = (
+            np.bincount(enc.y, minlength=len(self.encoder_.target_classes_)).tolist()
+            if enc.y is not None
+            else []
+        )
+        self._train(enc, device, checkpoint_dir, resume, progress)
+        return self
+
+    def _train(
+        self,
+        enc: EncodedTable,
+        device: torch.device,
+        checkpoint_dir: Path | None,
+        resume: bool,
+        progress: bool,
+    ) -> None:
+        spec = self.training
+        model = self.denoiser_.to(device).train()
+        diffusion = GaussianMultinomialDiffusion(
+            enc.x_num.shape[1], self.encoder_.num_classes, self.noise_scheduler_
+        ).to(device)
+        self.noise_scheduler_.alphas_cumprod = self.noise_scheduler_.alphas_cumprod.to(device)
+        x_num = torch.as_tensor(enc.x_num, device=device)
+        x_cat = torch.as_tensor(enc.x_cat, device=device)
+        y = torch.as_tensor(enc.y, device=device) if enc.y is not None else None
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay
+        )
+        lr_schedule = get_cosine_schedule_with_warmup(optimizer, spec.warmup_steps, spec.steps)
+        ema = EMAModel(model.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
+        start = 0
+        if resume:
+            start = self._load_training_state(checkpoint_dir, model, optimizer, lr_schedule, ema)
+        generator = torch.Generator(device=device).manual_seed(self.seed + start)
+        batch = min(spec.batch_size, len(x_num))
+        n_labels = len(self.encoder_.target_classes_)
+        losses: list[float] = []
+        bar = tqdm(
+            range(start, spec.steps),
+            desc="train",
+            disable=not progress,
+            initial=start,
+            total=spec.steps,
+            unit="step",
+            dynamic_ncols=True,
+        )
+        for step in bar:
+            idx = torch.randint(0, len(x_num), (batch,), device=device, generator=generator)
+            kw: dict[str, Any] = {}
+            if y is not None:
+                labels = y[idx]
+                drop = (
+                    torch.rand(batch, device=device, generator=generator)
+                    < self.model.cond_drop_prob
+                )
+                kw["labels"] = labels.masked_fill(drop, n_labels)
+            with autocast(device):
+                loss_num, loss_cat = diffusion.p_losses(model, x_num[idx], x_cat[idx], **kw)
+            loss = loss_num + loss_cat
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            lr_schedule.step()
+            ema.step(model.parameters())
+            losses.append(float(loss.detach()))
+            if step % 25 == 0:
+                bar.set_postfix(
+                    loss=f"{np.mean(losses[-50:]):.3f}",
+                    num=f"{float(loss_num):.3f}",
+                    cat=f"{float(loss_cat):.3f}",
+                )
+            done = step + 1
+            if checkpoint_dir is not None and (
+                done % spec.checkpoint_every == 0 or done == spec.steps
+            ):
+                self.steps_trained_ = done
+                self._save_checkpoint(checkpoint_dir, model, optimizer, lr_schedule, ema, done)
+        bar.close()
+        self.steps_trained_ = spec.steps
+        self.final_loss_ = float(np.mean(losses[-100:])) if losses else None
+        ema.copy_to(model.parameters())  # sample with the EMA weights
+        model.eval()
+
+    # ---- sample -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "denoiser_"):
+            raise NotFittedError(
+                "TabularDiffusionSynthesizer is not fitted yet: call fit(train) or load(dir) first"
+            )
+
+    def _labels_for(
+        self, n: int, conditions: dict[Any, int] | None, rng: np.random.Generator
+    ) -> np.ndarray | None:
+        enc = self.encoder_
+        if not enc.conditional:
+            if conditions:
+                raise InputDataError(
+                    "conditions need a categorical target that the model was conditioned on"
+                )
+            return None
+        classes = enc.target_classes_
+        if conditions:
+            lookup = {_key(c): i for i, c in enumerate(classes)} | {
+                str(c): i for i, c in enumerate(classes)
+            }
+            codes = []
+            for label, count in conditions.items():
+                k = lookup.get(_key(label), lookup.get(str(label)))
+                if k is None:
+                    shown = [c for c in classes if c != MISSING]
+                    raise InputDataError(
+                        f"condition label {label!r} is not a class of the target; classes: {shown}"
+                    )
+                codes += [k] * int(count)
+            labels = np.array(codes, dtype=np.int64)
+            rng.shuffle(labels)
+            return labels
+        p = np.asarray(self.label_counts_, dtype=float)
+        return rng.choice(len(classes), size=n, p=p / p.sum())
+
+    def sample_shards(
+        self,
+        n: int | None = None,
+        conditions: dict[Any, int] | None = None,
+        *,
+        shard_rows: int = 100_000,
+        num_inference_steps: int = 10,
+        scheduler: str = "dpmsolver",
+        guidance_scale: float = 1.0,
+        id_strategy: str = "regenerate",
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> Iterator[pd.DataFrame]:
+        """Yield the synthetic table shard by shard, so memory stays flat in `n`."""
+        self._check_fitted()
+        if conditions:
+            n = sum(int(v) for v in conditions.values())
+        if n is None or n < 1:
+            raise InputDataError("ask for at least one row")
+        seed = self.seed if seed is None else seed
+        rng = np.random.default_rng(seed)
+        labels = self._labels_for(n, conditions, rng)
+        device = pick_device(self.device)
+        model = self.denoiser_.to(device).eval()
+        diffusion = GaussianMultinomialDiffusion(
+            self.encoder_.n_num, self.encoder_.num_classes, self.noise_scheduler_
+        ).to(device)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        bar = tqdm(total=n, desc="sample", unit="row", disable=not progress, dynamic_ncols=True)
+        done = 0
+        while done < n:
+            size = min(shard_rows, n - done)
+            shard_labels = None
+            if labels is not None:
+                shard_labels = torch.as_tensor(labels[done : done + size], device=device)
+            denoise = _guided(
+                model, shard_labels, guidance_scale, len(self.encoder_.target_classes_), device
+            )
+            x_num, x_cat = diffusion.sample(
+                denoise,
+                size,
+                make_solver(scheduler, self.noise_scheduler_),
+                num_inference_steps,
+                device,
+                generator,
+            )
+            enc = EncodedTable(
+                x_num=x_num.cpu().numpy(),
+                x_cat=x_cat.cpu().numpy(),
+                y=None if shard_labels is None else shard_labels.cpu().numpy(),
+            )
+            yield self._complete(self.encoder_.inverse_transform(enc), done, id_strategy)
+            done += size
+            bar.update(size)
+        bar.close()
+
+    def sample(
+        self, n: int | None = None, conditions: dict[Any, int] | None = None, **kwargs: Any
+    ) -> pd.DataFrame:
+        """Sample `n` rows (or the counts in `conditions`) as one DataFrame."""
+        return pd.concat(list(self.sample_shards(n, conditions, **kwargs)), ignore_index=True)
+
+    def _complete(self, df: pd.DataFrame, offset: int, id_strategy: str) -> pd.DataFrame:
+        """Add back the columns that are not modelled: constants, and regenerated IDs."""
+        out: dict[str, Any] = {}
+        n = len(df)
+        for spec in self.schema.columns:
+            if spec.modelled:
+                out[spec.name] = df[spec.name].to_numpy()
+            elif spec.kind == "constant":
+                out[spec.name] = np.full(n, spec.constant_value, dtype=object)
+            elif spec.kind == "id" and id_strategy == "regenerate":
+                ids = np.arange(offset + 1, offset + n + 1)
+                out[spec.name] = (
+                    ids if spec.integer else np.array([f"syn-{i:09d}" for i in ids], dtype=object)
+                )
+        return pd.DataFrame(out)
+
+    # ---- persistence (diffusers layout, safetensors + JSON, never pickle) -----------------
+    def save(self, directory: Path | str) -> Path:
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.denoiser_.save_pretrained(directory / "denoiser", safe_serialization=True)
+        self.noise_scheduler_.save_pretrained(directory / "scheduler")
+        state = {
+            "format_version": FORMAT_VERSION,
+            "kind": "tabular-diffusion",
+            "seed": self.seed,
+            "schema": self.schema.model_dump(mode="json"),
+            "model": self.model.model_dump(mode="json"),
+            "training": self.training.model_dump(mode="json"),
+            "encoder": self.encoder_.state_dict(),
+            "label_counts": self.label_counts_,
+            "steps_trained": getattr(self, "steps_trained_", None),
+            "final_loss": getattr(self, "final_loss_", None),
+        }
+        tmp = directory / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(directory / STATE_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str, device: str = "auto") -> TabularDiffusionSynthesizer:
+        directory = Path(directory)
+        state_path = directory / STATE_FILE
+        if not state_path.is_file():
+            raise InputDataError(f"{str(directory)!r} holds no synthesizer (no {STATE_FILE})")
+        state = json.loads(state_path.read_text())
+        if state.get("format_version") != FORMAT_VERSION:
+            raise InputDataError(f"unsupported synthesizer format {state.get('format_version')!r}")
+        schema = TableSchema.model_validate(state["schema"])
+        obj = cls(
+            schema,
+            ModelSpec.model_validate(state["model"]),
+            TrainingSpec.model_validate(state["training"]),
+            seed=state["seed"],
+            device=device,
+        )
+        obj.encoder_ = TableEncoder.from_state_dict(schema, state["encoder"])
+        obj.noise_scheduler_ = DDPMScheduler.from_pretrained(directory / "scheduler")
+        obj.denoiser_ = TabularDenoiser.from_pretrained(directory / "denoiser").eval()
+        obj.label_counts_ = state["label_counts"]
+        obj.steps_trained_ = state["steps_trained"]
+        obj.final_loss_ = state["final_loss"]
+        return obj
+
+    def _save_checkpoint(
+        self, directory: Path, model, optimizer, lr_schedule, ema, step: int
+    ) -> None:
+        """Write a resumable checkpoint next to the final one, then swap it in."""
+        tmp = directory.parent / f".{directory.name}.ckpt-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        ts = tmp / "training_state"
+        ts.mkdir(parents=True)
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            ts / "model.safetensors",
+        )
+        save_file(
+            {f"{i}": p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
+            ts / "ema.safetensors",
+        )
+        opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+        save_file(opt_tensors, ts / "optimizer.safetensors")
+        (ts / "state.json").write_text(
+            json.dumps(
+                {
+                    "step": step,
+                    "optimizer": opt_meta,
+                    "lr_schedule": lr_schedule.state_dict(),
+                    "ema": {"decay": ema.decay, "optimization_step": ema.optimization_step},
+                }
+            )
+        )
+        # The inference weights are the EMA weights.
+        backup = {k: v.clone() for k, v in model.state_dict().items()}
+        ema.copy_to(model.parameters())
+        self.save(tmp)
+        model.load_state_dict(backup)
+        old = directory.parent / f".{directory.name}.ckpt-old"
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _load_training_state(self, directory: Path, model, optimizer, lr_schedule, ema) -> int:
+        ts = directory / "training_state"
+        meta = json.loads((ts / "state.json").read_text())
+        model.load_state_dict(
+            load_file(ts / "model.safetensors", device=str(next(model.parameters()).device))
+        )
+        shadow = load_file(ts / "ema.safetensors")
+        ema.shadow_params = [shadow[str(i)].to(p.device) for i, p in enumerate(model.parameters())]
+        ema.optimization_step = meta["ema"]["optimization_step"]
+        optimizer.load_state_dict(
+            _unflatten_optimizer(load_file(ts / "optimizer.safetensors"), meta["optimizer"])
+        )
+        lr_schedule.load_state_dict(meta["lr_schedule"])
+        return int(meta["step"])
+
+
+def _guided(
+    model: TabularDenoiser,
+    labels: torch.Tensor | None,
+    scale: float,
+    n_labels: int,
+    device: torch.device,
+):
+    """Bind labels and classifier-free guidance: out = uncond + scale * (cond - uncond)."""
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with autocast(device):
+            if labels is None:
+                return model(x, t)
+            if scale == 1.0:
+                return model(x, t, labels)
+            null = torch.full_like(labels, n_labels)
+            both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
+            cond, uncond = both.float().chunk(2)
+            return uncond + scale * (cond - uncond)
+
+    return denoise
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for pid, pstate in state["state"].items():
+        meta["state"][str(pid)] = []
+        for name, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+                meta["state"][str(pid)].append(name)
+    return tensors, meta
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state = {
+        int(pid): {n: tensors[f"{pid}.{n}"] for n in names} for pid, names in meta["state"].items()
+    }
+    return {"state": state, "param_groups": meta["param_groups"]}
