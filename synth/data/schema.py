@@ -108,6 +108,16 @@ def _looks_like_datetime(values: pd.Series) -> bool:
     return bool(parsed.notna().all())
 
 
+def _epoch_ns(values: pd.Series) -> pd.Series:
+    """Datetimes (or date strings) -> int64 nanoseconds since the epoch, UTC, whatever the
+    source unit (datetime64[us] from Parquet...): the encoder works in nanoseconds."""
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        values = pd.to_datetime(values, format="mixed")
+    if getattr(values.dt, "tz", None) is not None:
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values.astype("datetime64[ns]").astype("int64")
+
+
 def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
     dtype = str(s.dtype)
     nullable = bool(s.isna().any())
@@ -124,7 +134,7 @@ def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
     if pd.api.types.is_bool_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype):
         return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
     if pd.api.types.is_datetime64_any_dtype(s):
-        ns = present.astype("int64")
+        ns = _epoch_ns(present)
         return ColumnSpec(**base, kind="datetime", min=float(ns.min()), max=float(ns.max()))
     if pd.api.types.is_numeric_dtype(s):
         integral = bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
@@ -144,7 +154,7 @@ def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
     if n_unique <= MAX_STRING_CATEGORIES and n_unique < len(present):
         return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
     if _looks_like_datetime(present):
-        ns = pd.to_datetime(present, format="mixed").astype("int64")
+        ns = _epoch_ns(present)
         return ColumnSpec(**base, kind="datetime", min=float(ns.min()), max=float(ns.max()))
     return ColumnSpec(**base, kind="id")
 
@@ -203,7 +213,7 @@ def _apply_override(spec: ColumnSpec, o: ColumnOverride, s: pd.Series) -> Column
                 integer=bool(np.all(np.mod(values, 1) == 0)),
             )
         elif kind == "datetime":
-            ns = pd.to_datetime(present, format="mixed").astype("int64")
+            ns = _epoch_ns(present)
             data.update(min=float(ns.min()), max=float(ns.max()))
         elif kind == "constant":
             data["constant_value"] = _to_scalar(present.iloc[0])

@@ -13,12 +13,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 from sklearn.preprocessing import QuantileTransformer
 
 from synth.data.schema import ColumnSpec, Scalar, TableSchema
 from synth.errors import NotFittedError
 
 MISSING = "__missing__"
+# QuantileTransformer clips its normal output to +-ppf(1 - 1e-7); the column's min and max land
+# there. Stored as float32, that z rounds toward zero, which decoded the min and max slightly
+# inside the range; anything at or beyond the float32 edge decodes as the bound.
+_Z_EDGE = float(np.float32(stats.norm.ppf(1 - (1e-7 - np.spacing(1)))))
 
 
 @dataclass
@@ -149,7 +154,9 @@ class TableEncoder:
         self._check_fitted()
         out: dict[str, Any] = {}
         if self.num_columns_:
-            x = self.quantile_.inverse_transform(np.asarray(enc.x_num, dtype=np.float64))
+            z = np.asarray(enc.x_num, dtype=np.float64)
+            z = np.where(np.abs(z) >= _Z_EDGE, np.sign(z) * (_Z_EDGE + 1.0), z)
+            x = self.quantile_.inverse_transform(z)
             for j, name in enumerate(self.num_columns_):
                 spec = self.schema.column(name)
                 col = x[:, j]

@@ -153,8 +153,8 @@ class TabularDiffusionSynthesizer:
             if step % 25 == 0:
                 bar.set_postfix(
                     loss=f"{np.mean(losses[-50:]):.3f}",
-                    num=f"{float(loss_num):.3f}",
-                    cat=f"{float(loss_cat):.3f}",
+                    num=f"{float(loss_num.detach()):.3f}",
+                    cat=f"{float(loss_cat.detach()):.3f}",
                 )
             done = step + 1
             if checkpoint_dir is not None and (

