@@ -156,3 +156,44 @@ def test_gate_override_exports_and_is_recorded(harness, churn_csv, tmp_path):
     assert meta["report"]["gate"]["override_reason"] == "test of the override"
     assert meta["lineage"]["gate_override"] is True
     assert any("dcr_share" in f for f in meta["report"]["gate"]["failures"])
+
+
+def test_cli_run_prints_the_summary_and_exits_zero(harness, churn_csv, tmp_path):
+    from typer.testing import CliRunner
+
+    from synth.cli import app
+
+    out = tmp_path / "cli-out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--data",
+            str(churn_csv),
+            "--target",
+            "churn",
+            "--rows",
+            "1500",
+            "--out",
+            str(out),
+            "--train-steps",
+            "150",
+            "--seed",
+            "3",
+            "--no-progress",
+            "--set",
+            "model.hidden_dims=[64, 64]",
+            "--set",
+            "evaluation.thresholds.detection_auc_max=1.0",
+            "--set",
+            "evaluation.thresholds.tstr_gap_max=1.0",
+            "--set",
+            "evaluation.thresholds.pair_trends_min=0.5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "PASSED" in result.output and "dcr_share" in result.output
+    assert str(out / "synthetic") in " ".join(result.output.split())
+    meta = read_export_metadata(out / "synthetic")
+    assert meta["report"]["metrics"]["n_synthetic"] == 1500
+    assert meta["lineage"]["seed"] == 3
