@@ -2,6 +2,7 @@
 
     python bench/bench_tabular.py [--quick] [--out bench/results.json]
         [--synthesizers ours,gaussian_copula,tvae,ctgan] [--train-steps N]
+        [--shard-rows N] [--big-rows N] [--wait-idle S] [--device auto|cpu|cuda]
 
 On the demo table (modeldata::wa_churn, Telco churn, 7,043 rows, target `churn`), split 70/30
 seeded and stratified on churn, each synthesizer is fitted on the same 4,930 training rows and
@@ -10,12 +11,24 @@ measured for:
 * fit time (wall clock);
 * sampling throughput at 4,930 and 100,000 rows (ours through `sample_shards`), and 1M rows for
   ours, whose shards are consumed and dropped to show memory stays flat in rows;
-* peak RSS during each phase, as a delta over the RSS at the phase's start: the kernel's
-  high-water mark (VmHWM) is reset through /proc/self/clear_refs before each phase (a 5 ms
-  sampling thread stands in where that is not allowed); each synthesizer runs in its own fresh
-  (spawned) process so one does not inherit another's heap;
+* peak RSS during each phase: the kernel's high-water mark (VmHWM) is reset through
+  /proc/self/clear_refs before each phase (a 5 ms sampling thread stands in where that is not
+  allowed). Fit is reported over the RSS before fit; every sampling phase over the RSS of the
+  fitted, idle model ("ready"), so phases that follow one another compare fairly even though
+  the allocator keeps freed memory. Each synthesizer runs in its own fresh (spawned) process,
+  so one does not inherit another's heap;
 * every fidelity and privacy figure of `evaluate_table` on a synthetic sample the size of
-  train, and SDMetrics' QualityReport score on the modelled columns (real = train).
+  train, and SDMetrics' QualityReport score on the modelled columns (real = train);
+* for context on the detection AUC: the share of synthetic rows that break the two logical
+  rules every real row of this table keeps (internet add-ons say "No internet service" exactly
+  when internet_service is "No"; multiple_lines says "No phone service" exactly when
+  phone_service is 0).
+
+The machine may be shared: the load average is recorded at the start and end, and each phase
+records the share of the CPUs that *other* processes kept busy meanwhile (`other_load`);
+`--wait-idle S` waits up to S seconds before each synthesizer for the CPUs to be >= 80% idle.
+Ours runs at `TrainingSpec()` / `SamplingSpec()` defaults unless a flag says otherwise; the SDV
+baselines at their defaults. Torch uses 2 threads everywhere.
 
 `--quick` trains ours for 200 steps, runs only ours and the Gaussian copula and samples 200k
 rows instead of 1M: a check that the script works, not a result.
@@ -26,10 +39,10 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import math
 import multiprocessing as mp
 import os
 import platform
+import resource
 import sys
 import threading
 import time
@@ -46,7 +59,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from evaluation.table import evaluate_table
+from evaluation.table import evaluate_table, json_safe
 from synth.config import ModelSpec, SamplingSpec, Thresholds, TrainingSpec
 from synth.data.schema import TableSchema, infer_schema
 from synth.data.split import split_indices
@@ -79,7 +92,7 @@ GOALS = {
     "memory_flat_ratio_max": 1.5,
 }
 
-console = Console()
+console = Console(width=max(Console().width, 200))
 
 
 def log(msg: str) -> None:
@@ -132,13 +145,55 @@ class PeakRSS:
         self.start_mb = self.start_kb / 1024
         self.delta_mb = (peak_kb - self.start_kb) / 1024
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, baseline_kb: int | None = None) -> dict[str, Any]:
+        """`delta_mb` is over `baseline_kb` when given, else over the RSS at the start."""
+        base_kb = self.start_kb if baseline_kb is None else baseline_kb
         return {
             "start_mb": round(self.start_mb, 1),
+            "baseline_mb": round(base_kb / 1024, 1),
             "peak_mb": round(self.peak_mb, 1),
-            "delta_mb": round(self.delta_mb, 1),
+            "delta_mb": round(self.peak_mb - base_kb / 1024, 1),
             "method": self.method,
         }
+
+
+# ---- other jobs on the machine -------------------------------------------------------------
+def _cpu_snapshot() -> tuple[float, float, float]:
+    """(machine busy CPU-seconds, this process's CPU-seconds, wall clock seconds)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]  # user .. steal
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / hz  # all but idle and iowait
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return busy, ru.ru_utime + ru.ru_stime, time.perf_counter()
+
+
+class OtherLoad:
+    """Share of the machine's CPUs that *other* processes kept busy inside a `with` block:
+    (machine busy time - this process's CPU time) / (wall time x CPUs). 0 = we had it alone."""
+
+    def __enter__(self) -> OtherLoad:
+        self._start = _cpu_snapshot()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy, own, wall = (b - a for a, b in zip(self._start, _cpu_snapshot(), strict=True))
+        ncpu = os.cpu_count() or 1
+        self.share = max(0.0, (busy - own) / max(wall * ncpu, 1e-9))
+        self.own_cpu_s = own
+
+
+def wait_for_idle(max_wait_s: float, idle_min: float = 0.8, window_s: float = 5.0) -> float:
+    """Wait (up to `max_wait_s`) until the machine's CPUs are at least `idle_min` idle over a
+    `window_s` window, so our figures are not another job's. Returns the last idle share."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        with OtherLoad() as load:
+            time.sleep(window_s)
+        idle = 1.0 - load.share
+        if idle >= idle_min or time.monotonic() >= deadline:
+            return idle
+        log(f"machine {100 * (1 - idle):.0f}% busy with other jobs: waiting")
 
 
 # ---- machine -------------------------------------------------------------------------------
@@ -247,12 +302,12 @@ class _SDV:
         return out[self.table] if isinstance(out, dict) else out
 
 
-def _timed(fn, *args, **kwargs) -> tuple[Any, float, PeakRSS]:
-    with PeakRSS() as mem:
+def _timed(fn, *args, **kwargs) -> tuple[Any, float, PeakRSS, OtherLoad]:
+    with PeakRSS() as mem, OtherLoad() as load:
         t0 = time.perf_counter()
         out = fn(*args, **kwargs)
         seconds = time.perf_counter() - t0
-    return out, seconds, mem
+    return out, seconds, mem, load
 
 
 def _drain(shards) -> int:
@@ -272,6 +327,7 @@ def run_synthesizer(
     big_rows: int,
     seed: int,
     device: str,
+    shard_rows: int | None,
 ) -> dict[str, Any]:
     """Fit one synthesizer and time / measure it, in a fresh process. Returns figures and the
     train-size synthetic sample (evaluated by the parent)."""
@@ -287,7 +343,7 @@ def run_synthesizer(
         from synth.tabular.synthesizer import TabularDiffusionSynthesizer
 
         training = TrainingSpec() if train_steps is None else TrainingSpec(steps=train_steps)
-        sampling = SamplingSpec()
+        sampling = SamplingSpec() if shard_rows is None else SamplingSpec(shard_rows=shard_rows)
         model = TabularDiffusionSynthesizer(schema, ModelSpec(), training, seed=seed, device=device)
         res["config"] = {
             "model": ModelSpec().model_dump(),
@@ -324,49 +380,94 @@ def run_synthesizer(
             return len(model.sample(n))  # SDV returns one frame; it is dropped at once
 
     log(f"{name}: fit on {n_train:,} rows")
-    _, fit_s, mem = _timed(fit)
+    _, fit_s, mem, load = _timed(fit)
     res["fit_s"] = fit_s
+    res["fit_cpu_s"] = load.own_cpu_s
+    res["fit_other_load"] = load.share
     res["memory_fit"] = mem.as_dict()
-    log(f"{name}: fit took {fit_s:.1f} s (peak RSS +{mem.delta_mb:.0f} MB)")
+    log(
+        f"{name}: fit took {fit_s:.1f} s (peak RSS +{mem.delta_mb:.0f} MB; other jobs kept "
+        f"{100 * load.share:.0f}% of the CPUs busy meanwhile)"
+    )
     if name == "ours":
         res["final_loss"] = getattr(model, "final_loss_", None)
+    gc.collect()
+    ready_kb = _status_kb("VmRSS")  # the fitted model, idle: the baseline of every sampling phase
+    res["ready_rss_mb"] = round(ready_kb / 1024, 1)
 
-    synthetic, s, mem = _timed(sample, n_train)
+    synthetic, s, mem, load = _timed(sample, n_train)
     res["sample"] = {
         "train_size": {
             "rows": n_train,
             "s": s,
             "rows_per_s": n_train / s,
-            "memory": mem.as_dict(),
+            "other_load": load.share,
+            "memory": mem.as_dict(ready_kb),
         }
     }
     log(f"{name}: sampled {n_train:,} rows in {s:.2f} s")
 
     sizes = [MID_ROWS] + ([big_rows] if name == "ours" else [])
     for n in sizes:
-        got, s, mem = _timed(stream, n)
+        got, s, mem, load = _timed(stream, n)
         assert got == n, (got, n)
         res["sample"][str(n)] = {
             "rows": n,
             "s": s,
             "rows_per_s": n / s,
-            "memory": mem.as_dict(),
+            "other_load": load.share,
+            "memory": mem.as_dict(ready_kb),
         }
-        log(f"{name}: sampled {n:,} rows in {s:.1f} s (peak RSS +{mem.delta_mb:.0f} MB)")
+        rise = res["sample"][str(n)]["memory"]["delta_mb"]
+        log(
+            f"{name}: sampled {n:,} rows in {s:.1f} s (peak RSS +{rise:.0f} MB over ready; "
+            f"other jobs {100 * load.share:.0f}%)"
+        )
     res["load_avg_after"] = list(os.getloadavg())
     res["synthetic"] = synthetic
     return res
 
 
 # ---- evaluation (parent process) -----------------------------------------------------------
+_ADDONS = (
+    "online_security",
+    "online_backup",
+    "device_protection",
+    "tech_support",
+    "streaming_tv",
+    "streaming_movies",
+)
+
+
+def rule_violations(df: pd.DataFrame) -> dict[str, float]:
+    """Share of rows breaking the table's two logical rules (0 in the real data)."""
+    no_internet = df["internet_service"] == "No"
+    says_none = df[list(_ADDONS)] == "No internet service"
+    internet = (says_none.any(axis=1) != no_internet) | (
+        says_none.any(axis=1) & ~says_none.all(axis=1)
+    )
+    phone = (df["multiple_lines"] == "No phone service") != (df["phone_service"] == 0)
+    return {
+        "internet_addons": float(internet.mean()),
+        "phone_lines": float(phone.mean()),
+        "any": float((internet | phone).mean()),
+    }
+
+
 def quality_report(train: pd.DataFrame, synthetic: pd.DataFrame, schema: TableSchema) -> dict:
-    from sdmetrics.reports.single_table import QualityReport
+    with warnings.catch_warnings():
+        # sdmetrics >= 0.2x deprecates the single-table report for `sdmetrics.reports`'
+        # unified one; both give the same score on one table (checked with sdmetrics 0.32).
+        warnings.simplefilter("ignore", FutureWarning)
+        from sdmetrics.reports.single_table import QualityReport
 
     sdtypes = {"numeric": "numerical", "categorical": "categorical", "datetime": "datetime"}
     cols = [c.name for c in schema.modelled]
     metadata = {"columns": {c.name: {"sdtype": sdtypes[c.kind]} for c in schema.modelled}}
     report = QualityReport()
-    report.generate(train[cols], synthetic[cols], metadata, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        report.generate(train[cols], synthetic[cols], metadata, verbose=False)
     props = report.get_properties()
     return {
         "score": float(report.get_score()),
@@ -392,22 +493,10 @@ def goals_for(res: dict[str, Any]) -> dict[str, bool | None]:
     big = [v for k, v in res["sample"].items() if k.isdigit() and int(k) > MID_ROWS]
     if big:
         mid = max(res["sample"][str(MID_ROWS)]["memory"]["delta_mb"], 1.0)
-        ratio = big[-1]["memory"]["delta_mb"] / mid
+        ratio = max(big[-1]["memory"]["delta_mb"], 0.0) / mid
         res["memory_flat_ratio"] = ratio
         out["memory_flat"] = ratio <= GOALS["memory_flat_ratio_max"]
     return out
-
-
-def _json_safe(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 # ---- report --------------------------------------------------------------------------------
@@ -420,8 +509,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
     for col in (
         "synthesizer",
         "fit s",
+        "others' CPU % in fit",
         "rows/s 4,930 / 100k",
         "peak RSS +MB fit / 100k / 1M",
+        "rule breaks",
         "SDM quality",
         "shapes",
         "pairs",
@@ -442,8 +533,10 @@ def print_table(results: list[dict[str, Any]]) -> None:
         t.add_row(
             r["name"],
             f"{r['fit_s']:.1f}",
+            f"{100 * r['fit_other_load']:.0f}%",
             f"{s['train_size']['rows_per_s']:,.0f} / {s[str(MID_ROWS)]['rows_per_s']:,.0f}",
             " / ".join(f"{x:.0f}" for x in rss),
+            f"{100 * r['rule_violations']['any']:.1f}%",
             _f(r["sdmetrics_quality"]["score"]),
             _f(m["column_shapes"]),
             _f(m["pair_trends"]),
@@ -467,6 +560,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthesizers", default=None, help=f"comma list of {','.join(SYNTHESIZERS)}")
     p.add_argument("--train-steps", type=int, default=None, help="ours: TrainingSpec.steps")
     p.add_argument("--big-rows", type=int, default=None, help="ours: rows for the memory run")
+    p.add_argument("--shard-rows", type=int, default=None, help="ours: SamplingSpec.shard_rows")
+    p.add_argument(
+        "--wait-idle",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before each synthesizer, wait up to S seconds for the CPUs to be >= 80%% idle",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = p.parse_args(argv)
@@ -494,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     ctx = mp.get_context("spawn")
     for name in names:
+        idle = wait_for_idle(args.wait_idle) if args.wait_idle > 0 else None
         with ctx.Pool(1) as pool:
             res = pool.apply(
                 run_synthesizer,
@@ -505,9 +607,11 @@ def main(argv: list[str] | None = None) -> int:
                     big_rows,
                     args.seed,
                     args.device,
+                    args.shard_rows,
                 ),
             )
         synthetic = res.pop("synthetic")
+        res["idle_share_before"] = idle
         log(f"{name}: evaluating")
         t0 = time.perf_counter()
         ev = evaluate_table(
@@ -517,6 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         res["gate_passed"] = ev.gate.passed
         res["gate_failures"] = ev.gate.failures()
         res["sdmetrics_quality"] = quality_report(train, synthetic, schema)
+        res["rule_violations"] = rule_violations(synthetic)
         res["evaluate_s"] = time.perf_counter() - t0
         res["label"] = LABELS[name]
         res["goals"] = goals_for(res)
@@ -532,12 +637,14 @@ def main(argv: list[str] | None = None) -> int:
         "quick": args.quick,
         "seed": args.seed,
         "device": args.device,
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "dataset": {
             "name": "modeldata::wa_churn",
             "target": TARGET,
             "train_rows": len(train),
             "holdout_rows": len(holdout),
             "dropped": [ID_COLUMN],
+            "train_rule_violations": rule_violations(train),
         },
         "machine": machine,
         "goals": GOALS,
@@ -545,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(_json_safe(out), indent=1, allow_nan=False) + "\n")
+    args.out.write_text(json.dumps(json_safe(out), indent=1, allow_nan=False) + "\n")
     print_table(results)
     log(f"load average at start {load_at_start}, at end {machine['load_avg_at_end']}")
     log(f"wrote {args.out}")

@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from evaluation.encoding import category_keys, numeric_values
 from evaluation.gate import CheckResult
-from evaluation.table import TableEvaluation, _json_safe
+from evaluation.table import TableEvaluation, json_safe
 from synth.data.schema import ColumnSpec, TableSchema
 
 MAX_PLOTTED_COLUMNS = 30
@@ -91,7 +91,7 @@ def write_report(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = evaluation.to_dict()
-    payload["extra"] = _json_safe(json.loads(json.dumps(extra or {}, default=str)))
+    payload["extra"] = json_safe(json.loads(json.dumps(extra or {}, default=str)))
     json_path, html_path = out_dir / "report.json", out_dir / "report.html"
     _atomic_write(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
     _atomic_write(html_path, render_html(evaluation, train, synthetic, schema, extra))

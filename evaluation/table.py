@@ -80,15 +80,15 @@ class TableEvaluation(BaseModel):
             },
             "seed": self.seed,
         }
-        return _json_safe(out)
+        return json_safe(out)
 
 
-def _json_safe(obj: Any) -> Any:
+def json_safe(obj: Any) -> Any:
     """NaN/inf -> None and numpy scalars -> Python, so `json.dumps(allow_nan=False)` works."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):

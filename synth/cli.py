@@ -24,6 +24,10 @@ app = typer.Typer(
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
+# No phoning home (the protected data's host may have no network), and no telemetry writes
+# racing on the ephemeral server's SQLite file when two jobs run at once.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
 
@@ -266,5 +270,4 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     main()

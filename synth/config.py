@@ -62,7 +62,8 @@ class SamplingSpec(_Strict):
     num_inference_steps: int = Field(10, ge=1)
     scheduler: Literal["ddim", "dpmsolver", "ddpm"] = "dpmsolver"
     guidance_scale: float = 1.0
-    shard_rows: int = Field(100_000, ge=1)
+    shard_rows: int | None = Field(None, ge=1)
+    """Rows generated per pass; memory is flat in `rows`. Default: 10k on CPU, 1M on CUDA."""
     conditions: dict[str, int] | None = None
     """Requested counts per target label, e.g. {"Yes": 500, "No": 1500}."""
 

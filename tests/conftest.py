@@ -26,9 +26,10 @@ def churn_split(churn: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def torch_single_thread():
-    """Tiny models run far faster on one thread, and do not stall when the cores are busy."""
+    """Tiny models run far faster on one thread, and do not stall when the cores are busy.
+    Module-scoped so fitted-model fixtures can use it; the thread count is restored after."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -26,6 +26,8 @@ from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
 from synth.tabular.encoders import MISSING, EncodedTable, TableEncoder, _key
 
 FORMAT_VERSION = 1
+CPU_SHARD_ROWS = 10_000
+CUDA_SHARD_ROWS = 1_000_000
 STATE_FILE = "synthesizer.json"
 
 
@@ -210,7 +212,7 @@ class TabularDiffusionSynthesizer:
         n: int | None = None,
         conditions: dict[Any, int] | None = None,
         *,
-        shard_rows: int = 100_000,
+        shard_rows: int | None = None,
         num_inference_steps: int = 10,
         scheduler: str = "dpmsolver",
         guidance_scale: float = 1.0,
@@ -228,6 +230,8 @@ class TabularDiffusionSynthesizer:
         rng = np.random.default_rng(seed)
         labels = self._labels_for(n, conditions, rng)
         device = pick_device(self.device)
+        if shard_rows is None:  # small passes stay in CPU caches; a GPU wants big batches
+            shard_rows = CUDA_SHARD_ROWS if device.type == "cuda" else CPU_SHARD_ROWS
         model = self.denoiser_.to(device).eval()
         diffusion = GaussianMultinomialDiffusion(
             self.encoder_.n_num, self.encoder_.num_classes, self.noise_scheduler_
@@ -326,7 +330,9 @@ class TabularDiffusionSynthesizer:
         )
         obj.encoder_ = TableEncoder.from_state_dict(schema, state["encoder"])
         obj.noise_scheduler_ = DDPMScheduler.from_pretrained(directory / "scheduler")
-        obj.denoiser_ = TabularDenoiser.from_pretrained(directory / "denoiser").eval()
+        obj.denoiser_ = TabularDenoiser.from_pretrained(
+            directory / "denoiser", low_cpu_mem_usage=False
+        ).eval()
         obj.label_counts_ = state["label_counts"]
         obj.steps_trained_ = state["steps_trained"]
         obj.final_loss_ = state["final_loss"]
