@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from synth.config import JobSpec
 from synth.errors import GateFailedError, SynthError
 
 app = typer.Typer(
@@ -139,7 +140,7 @@ def run(
     run_job(spec, progress=progress)
 
 
-def run_job(spec, progress: bool = True) -> dict[str, Any]:
+def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     """Check the input before anything is written, then run the Prefect flow."""
     from synth import pipeline
 
