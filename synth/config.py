@@ -18,12 +18,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ImageSourceSpec(_Strict):
+    """How a folder of DICOM/PNG files (or an HF imagefolder) becomes training images."""
+
+    resolution: int = Field(32, ge=8, le=1024)
+    fit: Literal["resize", "center_crop"] = "resize"
+    """`resize` scales the whole image; `center_crop` crops the central square, then scales."""
+    channels: Literal[1, 3] | None = None
+    """None: 1 for DICOM and grayscale PNGs, 3 for colour PNGs."""
+    window: tuple[float, float] | None = None
+    """(center, width) in modality units after rescale; None uses the file's full range."""
+    labels: Literal["none", "folder", "dicom_attribute"] = "folder"
+    """`folder`: the name of each file's sub-folder (no sub-folders: no labels)."""
+    label_attribute: str | None = None
+    """DICOM keyword holding the label when labels = dicom_attribute, e.g. BodyPartExamined."""
+    skip_unreadable: bool = False
+    """Skip (with a warning) files that cannot be decoded, instead of failing."""
+
+
 class SourceSpec(_Strict):
     path: Path
-    format: Literal["auto", "csv", "parquet", "hf"] = "auto"
-    modality: Literal["table"] = "table"
+    format: Literal["auto", "csv", "parquet", "hf", "dicom", "png"] = "auto"
+    modality: Literal["table", "image"] = "table"
     target: str | None = None
     columns: dict[str, ColumnOverride] = Field(default_factory=dict)
+    images: ImageSourceSpec = Field(default_factory=ImageSourceSpec)
 
 
 class SplitSpec(_Strict):
@@ -86,10 +105,27 @@ class Thresholds(_Strict):
     mia_auc_max: float = 0.60
 
 
+class ImageThresholds(_Strict):
+    """Gate thresholds for image sets."""
+
+    fid_max: float = 50.0
+    """FID in the project's feature space (a classifier trained on the real training images)."""
+    precision_min: float = 0.5
+    recall_min: float = 0.3
+    cas_ratio_min: float = 0.9
+    """Classification Accuracy Score / real-data accuracy, on the real holdout (with labels)."""
+    nn_distance_ratio_min: float = 0.8
+    """Median synthetic-to-train NN distance / median holdout-to-train NN distance."""
+    near_duplicate_share_max: float = 0.01
+    """Share of synthetic images closer to a train image than any two real images ever are."""
+    mia_auc_max: float = 0.6
+
+
 class EvaluationSpec(_Strict):
     max_rows: int = Field(10_000, ge=100)
     """Evaluate on at most this many synthetic rows (privacy checks use an equal-size holdout)."""
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    image_thresholds: ImageThresholds = Field(default_factory=ImageThresholds)
     override_gate: bool = False
     override_reason: str | None = None
 
