@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,9 @@ import torch
 from diffusers import DDPMScheduler
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
-from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from synth.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from synth.config import ModelSpec, TrainingSpec
 from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
@@ -75,11 +74,7 @@ class TabularDiffusionSynthesizer:
         torch.manual_seed(self.seed)
         device = pick_device(self.device)
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        resume = (
-            checkpoint_dir is not None
-            and self.training.resume
-            and (checkpoint_dir / "training_state" / "state.json").is_file()
-        )
+        resume = self.training.resume and has_checkpoint(checkpoint_dir)
         if resume:
             loaded = type(self).load(checkpoint_dir, device=self.device)
             self._build(loaded.encoder_)
@@ -118,7 +113,7 @@ class TabularDiffusionSynthesizer:
         ema = EMAModel(model.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
         start = 0
         if resume:
-            start = self._load_training_state(checkpoint_dir, model, optimizer, lr_schedule, ema)
+            start = load_checkpoint(checkpoint_dir, model, optimizer, lr_schedule, ema)
         generator = torch.Generator(device=device).manual_seed(self.seed + start)
         batch = min(spec.batch_size, len(x_num))
         n_labels = len(self.encoder_.target_classes_)
@@ -163,7 +158,7 @@ class TabularDiffusionSynthesizer:
                 done % spec.checkpoint_every == 0 or done == spec.steps
             ):
                 self.steps_trained_ = done
-                self._save_checkpoint(checkpoint_dir, model, optimizer, lr_schedule, ema, done)
+                save_checkpoint(checkpoint_dir, self.save, model, optimizer, lr_schedule, ema, done)
         bar.close()
         self.steps_trained_ = spec.steps
         self.final_loss_ = float(np.mean(losses[-100:])) if losses else None
@@ -338,61 +333,6 @@ class TabularDiffusionSynthesizer:
         obj.final_loss_ = state["final_loss"]
         return obj
 
-    def _save_checkpoint(
-        self, directory: Path, model, optimizer, lr_schedule, ema, step: int
-    ) -> None:
-        """Write a resumable checkpoint next to the final one, then swap it in."""
-        tmp = directory.parent / f".{directory.name}.ckpt-tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        ts = tmp / "training_state"
-        ts.mkdir(parents=True)
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-            ts / "model.safetensors",
-        )
-        save_file(
-            {f"{i}": p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
-            ts / "ema.safetensors",
-        )
-        opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
-        save_file(opt_tensors, ts / "optimizer.safetensors")
-        (ts / "state.json").write_text(
-            json.dumps(
-                {
-                    "step": step,
-                    "optimizer": opt_meta,
-                    "lr_schedule": lr_schedule.state_dict(),
-                    "ema": {"decay": ema.decay, "optimization_step": ema.optimization_step},
-                }
-            )
-        )
-        # The inference weights are the EMA weights.
-        backup = {k: v.clone() for k, v in model.state_dict().items()}
-        ema.copy_to(model.parameters())
-        self.save(tmp)
-        model.load_state_dict(backup)
-        old = directory.parent / f".{directory.name}.ckpt-old"
-        shutil.rmtree(old, ignore_errors=True)
-        if directory.exists():
-            directory.rename(old)
-        tmp.rename(directory)
-        shutil.rmtree(old, ignore_errors=True)
-
-    def _load_training_state(self, directory: Path, model, optimizer, lr_schedule, ema) -> int:
-        ts = directory / "training_state"
-        meta = json.loads((ts / "state.json").read_text())
-        model.load_state_dict(
-            load_file(ts / "model.safetensors", device=str(next(model.parameters()).device))
-        )
-        shadow = load_file(ts / "ema.safetensors")
-        ema.shadow_params = [shadow[str(i)].to(p.device) for i, p in enumerate(model.parameters())]
-        ema.optimization_step = meta["ema"]["optimization_step"]
-        optimizer.load_state_dict(
-            _unflatten_optimizer(load_file(ts / "optimizer.safetensors"), meta["optimizer"])
-        )
-        lr_schedule.load_state_dict(meta["lr_schedule"])
-        return int(meta["step"])
-
 
 def _guided(
     model: TabularDenoiser,
@@ -415,22 +355,3 @@ def _guided(
             return uncond + scale * (cond - uncond)
 
     return denoise
-
-
-def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors: dict[str, torch.Tensor] = {}
-    meta: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
-    for pid, pstate in state["state"].items():
-        meta["state"][str(pid)] = []
-        for name, value in pstate.items():
-            if torch.is_tensor(value):
-                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
-                meta["state"][str(pid)].append(name)
-    return tensors, meta
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
-    state = {
-        int(pid): {n: tensors[f"{pid}.{n}"] for n in names} for pid, names in meta["state"].items()
-    }
-    return {"state": state, "param_groups": meta["param_groups"]}

@@ -1,0 +1,103 @@
+"""Resumable training checkpoints in safetensors + JSON (never pickle), shared by synthesizers.
+
+A checkpoint directory holds the inference files (written by the synthesizer's `save`, with
+the EMA weights) and `training_state/` (raw weights, EMA shadow, optimizer, LR schedule, step).
+It is written next to the target and swapped in, so a crash leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE_DIR = "training_state"
+
+
+def has_checkpoint(directory: Path | None) -> bool:
+    return directory is not None and (Path(directory) / STATE_DIR / "state.json").is_file()
+
+
+def save_checkpoint(
+    directory: Path,
+    save_inference: Callable[[Path], Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    lr_schedule: Any,
+    ema: Any,
+    step: int,
+) -> None:
+    directory = Path(directory)
+    tmp = directory.parent / f".{directory.name}.ckpt-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    ts = tmp / STATE_DIR
+    ts.mkdir(parents=True)
+    save_file(_cpu(model.state_dict()), ts / "model.safetensors")
+    save_file(
+        {str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
+        ts / "ema.safetensors",
+    )
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
+    save_file(opt_tensors, ts / "optimizer.safetensors")
+    state = {
+        "step": step,
+        "optimizer": opt_meta,
+        "lr_schedule": lr_schedule.state_dict(),
+        "ema": {"decay": ema.decay, "optimization_step": ema.optimization_step},
+    }
+    (ts / "state.json").write_text(json.dumps(state))
+    # The inference files carry the EMA weights; training goes on with the raw ones.
+    backup = {k: v.clone() for k, v in model.state_dict().items()}
+    ema.copy_to(model.parameters())
+    save_inference(tmp)
+    model.load_state_dict(backup)
+    old = directory.parent / f".{directory.name}.ckpt-old"
+    shutil.rmtree(old, ignore_errors=True)
+    if directory.exists():
+        directory.rename(old)
+    tmp.rename(directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(directory: Path, model: torch.nn.Module, optimizer, lr_schedule, ema) -> int:
+    """Restore training state in place; returns the step to continue from."""
+    ts = Path(directory) / STATE_DIR
+    meta = json.loads((ts / "state.json").read_text())
+    device = next(model.parameters()).device
+    model.load_state_dict(load_file(ts / "model.safetensors", device=str(device)))
+    shadow = load_file(ts / "ema.safetensors")
+    ema.shadow_params = [shadow[str(i)].to(p.device) for i, p in enumerate(model.parameters())]
+    ema.optimization_step = meta["ema"]["optimization_step"]
+    optimizer.load_state_dict(
+        _unflatten_optimizer(load_file(ts / "optimizer.safetensors"), meta["optimizer"])
+    )
+    lr_schedule.load_state_dict(meta["lr_schedule"])
+    return int(meta["step"])
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {"param_groups": state["param_groups"], "state": {}}
+    for pid, pstate in state["state"].items():
+        meta["state"][str(pid)] = []
+        for name, value in pstate.items():
+            if torch.is_tensor(value):
+                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+                meta["state"][str(pid)].append(name)
+    return tensors, meta
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
+    state = {
+        int(pid): {n: tensors[f"{pid}.{n}"] for n in names} for pid, names in meta["state"].items()
+    }
+    return {"state": state, "param_groups": meta["param_groups"]}
