@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synth.data.schema import ColumnOverride
 from synth.errors import ConfigError
@@ -61,6 +61,23 @@ class ModelSpec(_Strict):
     conditional: bool = True
     """Condition on a categorical target (classifier-free guidance) when there is one."""
     cond_drop_prob: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class ImageModelSpec(_Strict):
+    """A diffusers UNet2DModel; class-conditional (with a null class for CFG) when labelled."""
+
+    block_out_channels: list[int] = Field(default_factory=lambda: [32, 64, 64])
+    layers_per_block: int = 1
+    attention: bool = False
+    """Self-attention in the lowest-resolution blocks (slower on CPU)."""
+    num_train_timesteps: int = 1000
+    beta_schedule: Literal["linear", "scaled_linear", "squaredcos_cap_v2"] = "squaredcos_cap_v2"
+    prediction_type: Literal["v_prediction", "epsilon"] = "v_prediction"
+    conditional: bool = True
+    cond_drop_prob: float = Field(0.1, ge=0.0, lt=1.0)
+    pretrained: Path | None = None
+    """A local directory saved with `save_pretrained` (a UNet2DModel, or a folder with unet/)
+    to fine-tune from. Never fetched from a hub."""
 
 
 class TrainingSpec(_Strict):
@@ -137,16 +154,40 @@ class ExportSpec(_Strict):
     id_strategy: Literal["regenerate", "drop"] = "regenerate"
 
 
+IMAGE_TRAINING_DEFAULTS: dict[str, Any] = {
+    "steps": 800,
+    "batch_size": 64,
+    "lr": 1e-3,
+    "warmup_steps": 100,
+    "ema_decay": 0.999,
+}
+IMAGE_SAMPLING_DEFAULTS: dict[str, Any] = {"num_inference_steps": 20}
+
+
 class JobSpec(_Strict):
     name: str = "synth-job"
     seed: int = 0
     source: SourceSpec
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
+    image_model: ImageModelSpec = Field(default_factory=ImageModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
+
+    @model_validator(mode="after")
+    def _modality_defaults(self) -> JobSpec:
+        """Image jobs get image-sized training and sampling defaults for fields left unset."""
+        if self.source.modality == "image":
+            for section, defaults in (
+                (self.training, IMAGE_TRAINING_DEFAULTS),
+                (self.sampling, IMAGE_SAMPLING_DEFAULTS),
+            ):
+                for name, value in defaults.items():
+                    if name not in section.model_fields_set:
+                        setattr(section, name, value)
+        return self
 
     def spec_hash(self) -> str:
         """Content hash of the spec, for lineage and caching."""

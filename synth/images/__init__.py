@@ -1,0 +1,1 @@
+"""Image synthesis: reading image sets, the UNet diffusion synthesizer."""

@@ -1,0 +1,402 @@
+"""ImageDiffusionSynthesizer: a diffusers UNet2DModel behind the shared synthesizer contract.
+
+Training is the DDPM objective (diffusers' `DDPMScheduler.add_noise`, v-prediction by default),
+with AdamW, a warmup-cosine learning rate, diffusers' `EMAModel`, and bf16 autocast on CUDA.
+With labels the UNet is class-conditional; label dropout trains a null class so sampling can
+use classifier-free guidance. Sampling uses DDIM or DPM-Solver in a few steps, in shards.
+Fine-tuning starts from a local `save_pretrained` directory; nothing is fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler, UNet2DModel
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from synth.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from synth.config import ImageModelSpec, TrainingSpec
+from synth.device import autocast, pick_device
+from synth.errors import InputDataError, NotFittedError
+from synth.tabular.diffusion import make_solver
+
+FORMAT_VERSION = 1
+STATE_FILE = "synthesizer.json"
+CPU_SHARD_IMAGES = 256
+CUDA_SHARD_IMAGES = 4096
+
+
+class ImageDiffusionSynthesizer:
+    """The constructor only stores parameters; `fit` learns (scikit-learn's contract)."""
+
+    def __init__(
+        self,
+        model: ImageModelSpec | None = None,
+        training: TrainingSpec | None = None,
+        seed: int = 0,
+        device: str = "auto",
+    ):
+        self.model = model or ImageModelSpec()
+        self.training = training or TrainingSpec(steps=800, batch_size=64, lr=1e-3)
+        self.seed = seed
+        self.device = device
+
+    # ---- build --------------------------------------------------------------------------
+    def _unet(self, resolution: int, channels: int, n_classes: int) -> UNet2DModel:
+        spec = self.model
+        depth = len(spec.block_out_channels)
+        down = ["DownBlock2D"] * depth
+        up = ["UpBlock2D"] * depth
+        if spec.attention:
+            down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+        kwargs: dict[str, Any] = {}
+        if n_classes:
+            kwargs["num_class_embeds"] = n_classes + 1  # + the null class for CFG
+        if spec.pretrained is not None:
+            return _load_pretrained(Path(spec.pretrained), resolution, channels, kwargs)
+        return UNet2DModel(
+            sample_size=resolution,
+            in_channels=channels,
+            out_channels=channels,
+            down_block_types=tuple(down),
+            up_block_types=tuple(up),
+            block_out_channels=tuple(spec.block_out_channels),
+            layers_per_block=spec.layers_per_block,
+            norm_num_groups=min(32, min(spec.block_out_channels)),
+            add_attention=spec.attention,
+            **kwargs,
+        )
+
+    def _scheduler(self) -> DDPMScheduler:
+        return DDPMScheduler(
+            num_train_timesteps=self.model.num_train_timesteps,
+            beta_schedule=self.model.beta_schedule,
+            prediction_type=self.model.prediction_type,
+            clip_sample=False,
+        )
+
+    # ---- fit ----------------------------------------------------------------------------
+    def fit(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray | None = None,
+        class_names: list[str] | None = None,
+        checkpoint_dir: Path | str | None = None,
+        progress: bool = True,
+    ) -> ImageDiffusionSynthesizer:
+        """Learn from images float32 [N, C, H, W] in [0, 1] (and optional int labels)."""
+        images = _check_images(images)
+        n, channels, height, _ = images.shape
+        use_labels = labels is not None and self.model.conditional
+        self.class_names_ = list(class_names or []) if use_labels else []
+        if use_labels and not self.class_names_:
+            self.class_names_ = [str(i) for i in range(int(labels.max()) + 1)]
+        n_classes = len(self.class_names_)
+        self.label_counts_ = np.bincount(labels, minlength=n_classes).tolist() if use_labels else []
+        self.resolution_, self.channels_ = height, channels
+        torch.manual_seed(self.seed)
+        device = pick_device(self.device)
+        checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.unet_ = self._unet(height, channels, n_classes)
+        self.noise_scheduler_ = self._scheduler()
+
+        unet = self.unet_.to(device).train()
+        spec = self.training
+        optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+        lr_schedule = get_cosine_schedule_with_warmup(optimizer, spec.warmup_steps, spec.steps)
+        ema = EMAModel(unet.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
+        start = 0
+        if spec.resume and has_checkpoint(checkpoint_dir):
+            start = load_checkpoint(checkpoint_dir, unet, optimizer, lr_schedule, ema)
+        x_all = torch.as_tensor(images, device=device) * 2 - 1  # diffusion works in [-1, 1]
+        y_all = torch.as_tensor(labels, device=device) if use_labels else None
+        alphas = self.noise_scheduler_.alphas_cumprod.to(device)
+        self.noise_scheduler_.alphas_cumprod = alphas
+        generator = torch.Generator(device=device).manual_seed(self.seed + start)
+        batch = min(spec.batch_size, n)
+        losses: list[float] = []
+        bar = tqdm(
+            range(start, spec.steps),
+            desc="train",
+            initial=start,
+            total=spec.steps,
+            unit="step",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        for step in bar:
+            idx = torch.randint(0, n, (batch,), device=device, generator=generator)
+            x0 = x_all[idx]
+            class_labels = None
+            if y_all is not None:
+                drop = (
+                    torch.rand(batch, device=device, generator=generator)
+                    < self.model.cond_drop_prob
+                )
+                class_labels = y_all[idx].masked_fill(drop, n_classes)
+            loss = self._loss(unet, x0, class_labels, generator).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            optimizer.step()
+            lr_schedule.step()
+            ema.step(unet.parameters())
+            losses.append(float(loss.detach()))
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            done = step + 1
+            if checkpoint_dir is not None and (
+                done % spec.checkpoint_every == 0 or done == spec.steps
+            ):
+                self.steps_trained_ = done
+                save_checkpoint(checkpoint_dir, self.save, unet, optimizer, lr_schedule, ema, done)
+        bar.close()
+        self.steps_trained_ = spec.steps
+        self.final_loss_ = float(np.mean(losses[-100:])) if losses else None
+        ema.copy_to(unet.parameters())
+        unet.eval()
+        return self
+
+    def _loss(
+        self, unet: UNet2DModel, x0: torch.Tensor, class_labels, generator=None, t=None
+    ) -> torch.Tensor:
+        """Per-image DDPM loss (mean squared error of the v- or noise-prediction)."""
+        device = x0.device
+        if t is None:
+            t = torch.randint(
+                0,
+                self.noise_scheduler_.config.num_train_timesteps,
+                (len(x0),),
+                device=device,
+                generator=generator,
+            )
+        noise = torch.randn(x0.shape, device=device, generator=generator)
+        x_t = self.noise_scheduler_.add_noise(x0, noise, t)
+        with autocast(device):
+            out = unet(x_t, t, class_labels=class_labels).sample.float()
+        if self.noise_scheduler_.config.prediction_type == "v_prediction":
+            target = self.noise_scheduler_.get_velocity(x0, noise, t)
+        else:
+            target = noise
+        return F.mse_loss(out, target, reduction="none").mean(dim=(1, 2, 3))
+
+    # ---- sample -------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "unet_"):
+            raise NotFittedError(
+                "ImageDiffusionSynthesizer is not fitted yet: call fit(images) or load(dir) first"
+            )
+
+    def _labels_for(self, n: int, conditions: dict[Any, int] | None, rng) -> np.ndarray | None:
+        if not self.class_names_:
+            if conditions:
+                raise InputDataError("conditions need labelled training images")
+            return None
+        if conditions:
+            lookup = {str(c): i for i, c in enumerate(self.class_names_)}
+            codes: list[int] = []
+            for label, count in conditions.items():
+                if str(label) not in lookup:
+                    raise InputDataError(
+                        f"condition label {label!r} is not a class; classes: {self.class_names_}"
+                    )
+                codes += [lookup[str(label)]] * int(count)
+            out = np.array(codes, dtype=np.int64)
+            rng.shuffle(out)
+            return out
+        p = np.asarray(self.label_counts_, dtype=float)
+        return rng.choice(len(p), size=n, p=p / p.sum())
+
+    @torch.inference_mode()
+    def sample_shards(
+        self,
+        n: int | None = None,
+        conditions: dict[Any, int] | None = None,
+        *,
+        shard_rows: int | None = None,
+        num_inference_steps: int = 20,
+        scheduler: str = "dpmsolver",
+        guidance_scale: float = 1.0,
+        seed: int | None = None,
+        progress: bool = False,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """Yield (images [b, C, H, W] in [0, 1], labels or None), shard by shard."""
+        self._check_fitted()
+        if conditions:
+            n = sum(int(v) for v in conditions.values())
+        if n is None or n < 1:
+            raise InputDataError("ask for at least one image")
+        seed = self.seed if seed is None else seed
+        labels = self._labels_for(n, conditions, np.random.default_rng(seed))
+        device = pick_device(self.device)
+        if shard_rows is None:
+            shard_rows = CUDA_SHARD_IMAGES if device.type == "cuda" else CPU_SHARD_IMAGES
+        unet = self.unet_.to(device).eval()
+        generator = torch.Generator(device=device).manual_seed(seed)
+        null = len(self.class_names_)
+        bar = tqdm(total=n, desc="sample", unit="img", disable=not progress, dynamic_ncols=True)
+        done = 0
+        while done < n:
+            size = min(shard_rows, n - done)
+            y = (
+                None
+                if labels is None
+                else torch.as_tensor(labels[done : done + size], device=device)
+            )
+            solver = make_solver(scheduler, self.noise_scheduler_)
+            solver.set_timesteps(num_inference_steps, device=device)
+            shape = (size, self.channels_, self.resolution_, self.resolution_)
+            x = torch.randn(shape, device=device, generator=generator)
+            for t in solver.timesteps:
+                tt = torch.full((size,), int(t), device=device, dtype=torch.long)
+                with autocast(device):
+                    if y is None:
+                        out = unet(x, tt).sample.float()
+                    elif guidance_scale == 1.0:
+                        out = unet(x, tt, class_labels=y).sample.float()
+                    else:
+                        both = unet(
+                            torch.cat([x, x]),
+                            torch.cat([tt, tt]),
+                            class_labels=torch.cat([y, torch.full_like(y, null)]),
+                        ).sample
+                        cond, uncond = both.float().chunk(2)
+                        out = uncond + guidance_scale * (cond - uncond)
+                x = solver.step(out, t, x, generator=generator).prev_sample
+            images = ((x.clamp(-1, 1) + 1) / 2).float().cpu().numpy()
+            yield images, None if y is None else y.cpu().numpy()
+            done += size
+            bar.update(size)
+        bar.close()
+
+    def sample(self, n: int | None = None, conditions: dict[Any, int] | None = None, **kw: Any):
+        """All shards at once: (images, labels or None)."""
+        parts = list(self.sample_shards(n, conditions, **kw))
+        images = np.concatenate([p[0] for p in parts])
+        labels = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+        return images, labels
+
+    @torch.inference_mode()
+    def denoising_loss(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray | None = None,
+        n_timesteps: int = 8,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Per-image loss at fixed timesteps and noise: lower on memorised (member) images."""
+        self._check_fitted()
+        device = pick_device(self.device)
+        unet = self.unet_.to(device).eval()
+        x0 = torch.as_tensor(_check_images(images), device=device) * 2 - 1
+        y = (
+            torch.as_tensor(labels, device=device)
+            if labels is not None and self.class_names_
+            else None
+        )
+        total = torch.zeros(len(x0), device=device)
+        steps = torch.linspace(
+            50, self.noise_scheduler_.config.num_train_timesteps - 50, n_timesteps
+        )
+        for i, t in enumerate(steps.long().tolist()):
+            g = torch.Generator(device=device).manual_seed(seed + i)
+            for a in range(0, len(x0), 256):
+                xb = x0[a : a + 256]
+                yb = None if y is None else y[a : a + 256]
+                tb = torch.full((len(xb),), t, device=device, dtype=torch.long)
+                total[a : a + 256] += self._loss(unet, xb, yb, g, tb)
+        return (total / n_timesteps).cpu().numpy()
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, directory: Path | str) -> Path:
+        self._check_fitted()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.unet_.save_pretrained(directory / "unet", safe_serialization=True)
+        self.noise_scheduler_.save_pretrained(directory / "scheduler")
+        state = {
+            "format_version": FORMAT_VERSION,
+            "kind": "image-diffusion",
+            "seed": self.seed,
+            "model": self.model.model_dump(mode="json"),
+            "training": self.training.model_dump(mode="json"),
+            "class_names": self.class_names_,
+            "label_counts": self.label_counts_,
+            "resolution": self.resolution_,
+            "channels": self.channels_,
+            "steps_trained": getattr(self, "steps_trained_", None),
+            "final_loss": getattr(self, "final_loss_", None),
+        }
+        tmp = directory / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=1))
+        tmp.replace(directory / STATE_FILE)
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path | str, device: str = "auto") -> ImageDiffusionSynthesizer:
+        directory = Path(directory)
+        path = directory / STATE_FILE
+        if not path.is_file():
+            raise InputDataError(f"{str(directory)!r} holds no synthesizer (no {STATE_FILE})")
+        state = json.loads(path.read_text())
+        if state.get("kind") != "image-diffusion" or state.get("format_version") != FORMAT_VERSION:
+            raise InputDataError(f"{str(directory)!r} holds no image synthesizer of this version")
+        obj = cls(
+            ImageModelSpec.model_validate(state["model"]),
+            TrainingSpec.model_validate(state["training"]),
+            seed=state["seed"],
+            device=device,
+        )
+        obj.unet_ = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).eval()
+        obj.noise_scheduler_ = DDPMScheduler.from_pretrained(directory / "scheduler")
+        obj.class_names_ = state["class_names"]
+        obj.label_counts_ = state["label_counts"]
+        obj.resolution_ = state["resolution"]
+        obj.channels_ = state["channels"]
+        obj.steps_trained_ = state["steps_trained"]
+        obj.final_loss_ = state["final_loss"]
+        return obj
+
+
+def _check_images(images: np.ndarray) -> np.ndarray:
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[2] != images.shape[3]:
+        raise InputDataError(f"images must be [N, C, H, W] squares; got shape {images.shape}")
+    if len(images) < 2:
+        raise InputDataError("need at least 2 training images")
+    if images.min() < -1e-4 or images.max() > 1 + 1e-4:
+        raise InputDataError("image values must lie in [0, 1]")
+    return images
+
+
+def _load_pretrained(
+    path: Path, resolution: int, channels: int, kwargs: dict[str, Any]
+) -> UNet2DModel:
+    """Fine-tune from a local checkpoint: a UNet2DModel folder, or a pipeline folder with unet/."""
+    if not path.is_dir():
+        raise InputDataError(f"pretrained checkpoint {str(path)!r} is not a local directory")
+    folder = path / "unet" if (path / "unet" / "config.json").is_file() else path
+    if not (folder / "config.json").is_file():
+        raise InputDataError(f"{str(path)!r} holds no UNet2DModel (no config.json, no unet/)")
+    config = json.loads((folder / "config.json").read_text())
+    if config.get("in_channels") != channels:
+        raise InputDataError(
+            f"pretrained UNet takes {config.get('in_channels')} channels; "
+            f"the images have {channels}"
+        )
+    unet = UNet2DModel.from_pretrained(
+        folder,
+        low_cpu_mem_usage=False,
+        ignore_mismatched_sizes=True,
+        sample_size=resolution,
+        **kwargs,
+    )
+    return unet
