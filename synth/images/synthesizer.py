@@ -297,11 +297,10 @@ class ImageDiffusionSynthesizer:
         device = pick_device(self.device)
         unet = self.unet_.to(device).eval()
         x0 = torch.as_tensor(_check_images(images), device=device) * 2 - 1
-        y = (
-            torch.as_tensor(labels, device=device)
-            if labels is not None and self.class_names_
-            else None
-        )
+        y = None
+        if self.class_names_:  # a conditional UNet: without labels, score with the null class
+            null = torch.full((len(x0),), len(self.class_names_), device=device)
+            y = null if labels is None else torch.as_tensor(labels, device=device)
         total = torch.zeros(len(x0), device=device)
         steps = torch.linspace(
             50, self.noise_scheduler_.config.num_train_timesteps - 50, n_timesteps
