@@ -12,7 +12,6 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from synth.config import Thresholds
 from synth.errors import GateFailedError
 
 FIDELITY = ("column_shapes", "pair_trends", "detection_auc", "tstr_gap")
@@ -75,7 +74,7 @@ class GateResult(BaseModel):
 
 def apply_gate(
     metrics: dict[str, float | None],
-    thresholds: Thresholds,
+    thresholds: BaseModel,
     override: bool = False,
     override_reason: str | None = None,
 ) -> GateResult:

@@ -131,7 +131,7 @@ class ImageThresholds(_Strict):
     recall_min: float = 0.3
     cas_ratio_min: float = 0.9
     """Classification Accuracy Score / real-data accuracy, on the real holdout (with labels)."""
-    nn_distance_ratio_min: float = 0.8
+    nn_distance_ratio_min: float = 0.9
     """Median synthetic-to-train NN distance / median holdout-to-train NN distance."""
     near_duplicate_share_max: float = 0.01
     """Share of synthetic images closer to a train image than any two real images ever are."""
