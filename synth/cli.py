@@ -187,12 +187,19 @@ def evaluate(
         "evaluation-report"
     ),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    modality: Annotated[
+        str, typer.Option(help="table, or image (folders of DICOM/PNG).")
+    ] = "table",
+    resolution: Annotated[int, typer.Option(help="Image side the sets are compared at.")] = 32,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Threshold override: --set dcr_share_max=0.55")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Run the checks and the gate on any synthetic table. Exit 0 if the gate passes, 1 if not."""
+    """Run the checks and the gate on synthetic data from any tool: exit 0 on pass, 1 on fail."""
+    if modality == "image":
+        _evaluate_images(real, holdout, synthetic, out, seed, resolution, set_ or [], progress)
+        return
     from evaluation.report import write_report
     from evaluation.table import evaluate_table
     from synth.config import Thresholds, build_spec, parse_set_option
@@ -212,6 +219,53 @@ def evaluate(
         real_df, holdout_df, syn_df, schema, thresholds, seed=seed, progress=progress
     )
     write_report(evaluation, out, train=real_df, synthetic=syn_df, schema=schema)
+    _print_outcome(out, None)
+    if not evaluation.gate.passed:
+        raise GateFailedError("gate failed: " + "; ".join(evaluation.gate.failures()))
+
+
+def _evaluate_images(
+    real: Path,
+    holdout: Path,
+    synthetic: Path,
+    out: Path,
+    seed: int,
+    resolution: int,
+    set_: list[str],
+    progress: bool,
+) -> None:
+    """The image checks on three image folders; membership uses the distance-based attack."""
+    from evaluation.images.evaluate import evaluate_images
+    from evaluation.images.report import write_image_report
+    from synth.config import ImageSourceSpec, build_spec, parse_set_option
+    from synth.images.io import load_images
+
+    overrides = {}
+    for item in set_:
+        key, value = parse_set_option(item)
+        overrides[
+            f"evaluation.image_thresholds.{key.removeprefix('evaluation.image_thresholds.')}"
+        ] = value
+    spec = build_spec({"source": {"path": str(real)}}, overrides)
+    image_spec = ImageSourceSpec(resolution=resolution)
+    sets = [load_images(p, image_spec) for p in (real, holdout, synthetic)]
+    names = sets[0].class_names
+    for other in sets[1:]:
+        if other.labels is not None and other.class_names != names:
+            raise SynthError("the three image sets must use the same class folders")
+    evaluation = evaluate_images(
+        sets[0].images,
+        sets[0].labels,
+        sets[1].images,
+        sets[1].labels,
+        sets[2].images,
+        sets[2].labels,
+        spec.evaluation.image_thresholds,
+        class_names=names or None,
+        seed=seed,
+        progress=progress,
+    )
+    write_image_report(evaluation, out, train=sets[0].images, synthetic=sets[2].images)
     _print_outcome(out, None)
     if not evaluation.gate.passed:
         raise GateFailedError("gate failed: " + "; ".join(evaluation.gate.failures()))

@@ -70,7 +70,7 @@ def test_bad_images_are_rejected(bad):
 def test_samples_are_images_with_requested_label_counts(fitted):
     images, labels = fitted.sample(conditions={"3": 7, "8": 5}, num_inference_steps=10)
     assert images.shape == (12, 1, 8, 8) and images.dtype == np.float32
-    assert 0.0 <= images.min() and images.max() <= 1.0
+    assert images.min() >= 0.0 and images.max() <= 1.0
     assert sorted(labels.tolist()) == [3] * 7 + [8] * 5
     with pytest.raises(InputDataError, match="not a class"):
         fitted.sample(conditions={"eleven": 2})
