@@ -190,6 +190,9 @@ def evaluate(
     modality: Annotated[
         str, typer.Option(help="table, or image (folders of DICOM/PNG).")
     ] = "table",
+    feature_checkpoint: Annotated[
+        Path | None, typer.Option(help="Images: a local TorchScript feature extractor for FID.")
+    ] = None,
     resolution: Annotated[int, typer.Option(help="Image side the sets are compared at.")] = 32,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Threshold override: --set dcr_share_max=0.55")
@@ -198,7 +201,17 @@ def evaluate(
 ) -> None:
     """Run the checks and the gate on synthetic data from any tool: exit 0 on pass, 1 on fail."""
     if modality == "image":
-        _evaluate_images(real, holdout, synthetic, out, seed, resolution, set_ or [], progress)
+        _evaluate_images(
+            real,
+            holdout,
+            synthetic,
+            out,
+            seed,
+            resolution,
+            set_ or [],
+            progress,
+            feature_checkpoint,
+        )
         return
     from evaluation.report import write_report
     from evaluation.table import evaluate_table
@@ -233,6 +246,7 @@ def _evaluate_images(
     resolution: int,
     set_: list[str],
     progress: bool,
+    feature_checkpoint: Path | None = None,
 ) -> None:
     """The image checks on three image folders; membership uses the distance-based attack."""
     from evaluation.images.evaluate import evaluate_images
@@ -250,6 +264,11 @@ def _evaluate_images(
     image_spec = ImageSourceSpec(resolution=resolution)
     sets = [load_images(p, image_spec) for p in (real, holdout, synthetic)]
     names = sets[0].class_names
+    features = None
+    if feature_checkpoint is not None:
+        from evaluation.images.features import CheckpointFeatures
+
+        features = CheckpointFeatures.load(feature_checkpoint, tuple(sets[0].images.shape[1:]))
     for other in sets[1:]:
         if other.labels is not None and other.class_names != names:
             raise SynthError("the three image sets must use the same class folders")
@@ -264,6 +283,7 @@ def _evaluate_images(
         class_names=names or None,
         seed=seed,
         progress=progress,
+        features=features,
     )
     write_image_report(evaluation, out, train=sets[0].images, synthetic=sets[2].images)
     _print_outcome(out, None)

@@ -143,6 +143,9 @@ class EvaluationSpec(_Strict):
     """Evaluate on at most this many synthetic rows (privacy checks use an equal-size holdout)."""
     thresholds: Thresholds = Field(default_factory=Thresholds)
     image_thresholds: ImageThresholds = Field(default_factory=ImageThresholds)
+    feature_checkpoint: Path | None = None
+    """Images: a local TorchScript feature extractor (e.g. an exported Inception-v3 pool layer)
+    for FID and precision/recall; default: a CNN trained on the real training images."""
     override_gate: bool = False
     override_reason: str | None = None
 

@@ -172,14 +172,18 @@ def evaluate(
     lineage: dict[str, Any],
     progress: bool = True,
 ) -> dict[str, Any]:
-    from evaluation.images.report import write_image_report
-
     from evaluation.images.evaluate import evaluate_images
+    from evaluation.images.report import write_image_report
 
     x, y, xh, yh = real_sets(spec, loaded, split_path)
     syn, syn_y = _staged(paths.staging, spec.evaluation.max_rows)
     model = ImageDiffusionSynthesizer.load(paths.model, device=spec.training.device)
     ev = spec.evaluation
+    features = None
+    if ev.feature_checkpoint is not None:
+        from evaluation.images.features import CheckpointFeatures
+
+        features = CheckpointFeatures.load(ev.feature_checkpoint, tuple(x.shape[1:]))
     evaluation = evaluate_images(
         x,
         y,
@@ -195,6 +199,7 @@ def evaluate(
         override=ev.override_gate,
         override_reason=ev.override_reason,
         max_images=ev.max_rows,
+        features=features,
     )
     write_image_report(evaluation, paths.out, train=x, synthetic=syn, extra={"lineage": lineage})
     return json.loads(paths.report_json.read_text())

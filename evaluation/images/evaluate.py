@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from tqdm.auto import tqdm
 
 from evaluation.gate import GateResult, apply_gate
-from evaluation.images.features import FeatureExtractor
+from evaluation.images.features import CheckpointFeatures, FeatureExtractor
 from evaluation.images.fidelity import Cas, classification_accuracy_score, fid, precision_recall
 from evaluation.images.privacy import ImagePrivacy, LossFn, image_privacy
 from evaluation.table import json_safe
@@ -177,7 +177,7 @@ def evaluate_images(
     override: bool = False,
     override_reason: str | None = None,
     max_images: int = 10_000,
-    features: FeatureExtractor | None = None,
+    features: FeatureExtractor | CheckpointFeatures | None = None,
 ) -> ImageEvaluation:
     """Run every image check and the gate.
 

@@ -27,12 +27,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from synth.errors import InputDataError
 
 EMBED_DIM = 128
 CHANNELS = (32, 64, 128)
@@ -249,3 +252,60 @@ class FeatureExtractor:
     @property
     def dim(self) -> int:
         return EMBED_DIM
+
+
+@dataclass
+class CheckpointFeatures:
+    """Features from a local TorchScript checkpoint (e.g. an exported Inception-v3 pool layer).
+
+    Used instead of the CNN trained on the real images when the job names one
+    (`evaluation.feature_checkpoint`), so FID is comparable across runs and tools. Nothing is
+    downloaded. The module maps float [N, C, H, W] in [0, 1] to [N, D]; images are resized to
+    its `input_size` attribute (default: unchanged) and grey images are repeated to its
+    `in_channels` (default 3). Only load checkpoints you trust: TorchScript carries code.
+    """
+
+    model: torch.jit.ScriptModule
+    shape: tuple[int, int, int]
+    dim: int
+    train_seconds: float
+    mode: str = "checkpoint"
+    train_loss: float = 0.0
+
+    @classmethod
+    def load(cls, path: str | Path, shape: tuple[int, int, int]) -> CheckpointFeatures:
+        path = Path(path)
+        if not path.is_file():
+            raise InputDataError(f"feature checkpoint {str(path)!r} is not a local file")
+        start = time.perf_counter()
+        try:
+            model = torch.jit.load(str(path), map_location="cpu").eval()
+        except Exception as err:  # noqa: BLE001 - any load failure is the user's file
+            raise InputDataError(
+                f"feature checkpoint {path.name} is not a TorchScript module "
+                f"({err.__class__.__name__})"
+            ) from None
+        obj = cls(model=model, shape=tuple(shape), dim=0, train_seconds=0.0)  # type: ignore
+        obj.dim = int(obj.embed(np.zeros((1, *shape), np.float32)).shape[1])
+        obj.train_seconds = time.perf_counter() - start
+        return obj
+
+    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
+        size = getattr(self.model, "input_size", None)
+        if size and x.shape[-1] != int(size):
+            x = torch.nn.functional.interpolate(
+                x, size=(int(size), int(size)), mode="bilinear", align_corners=False, antialias=True
+            )
+        want = int(getattr(self.model, "in_channels", 3))
+        if x.shape[1] == 1 and want == 3:
+            x = x.repeat(1, 3, 1, 1)
+        return x
+
+    @torch.inference_mode()
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        x = as_tensor(images)
+        out = [
+            self.model(self._prepare(x[i : i + 256])).float().flatten(1)
+            for i in range(0, len(x), 256)
+        ]
+        return torch.cat(out).numpy().astype(np.float64)
