@@ -146,21 +146,18 @@ def run(
 
 def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     """Check the input before anything is written, then run the Prefect flow."""
-    from flows.tabular import GATE_FAILED
-
     # Bad input fails here, fast, leaving nothing behind.
     if spec.source.modality == "image":
         from synth import image_pipeline
 
         image_pipeline.read_images(spec)
-        from flows.images import synthesize_images as job_flow
     else:
         from synth import pipeline
 
         pipeline.read_source(spec)
-        from flows.tabular import synthesize_table as job_flow
+    from flows.synthesize import GATE_FAILED, synthesize
 
-    state = job_flow(spec, progress=progress, return_state=True)
+    state = synthesize(spec, progress=progress, return_state=True)
     out = Path(spec.export.out)
     if state.is_failed() and state.name == GATE_FAILED:
         _print_outcome(out, None)

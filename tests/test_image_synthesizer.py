@@ -123,6 +123,9 @@ def test_fine_tunes_from_a_local_pretrained_checkpoint(digits, tmp_path):
     s.fit(x[:64], y[:64], progress=False)
     assert torch.allclose(s.unet_.conv_in.weight, pre.conv_in.weight, atol=1e-6)  # started there
     assert s.unet_.config.num_class_embeds == 11  # 10 classes + the null class, added on top
+    # The added embedding is initialised, never left as uninitialised memory (NaN seen before).
+    emb = s.unet_.class_embedding.weight
+    assert torch.isfinite(emb).all() and 0.5 < float(emb.std()) < 2.0
     with pytest.raises(InputDataError, match="no UNet2DModel"):
         ImageDiffusionSynthesizer(ImageModelSpec(pretrained=tmp_path)).fit(x[:8])
 

@@ -398,4 +398,25 @@ def _load_pretrained(
         sample_size=resolution,
         **kwargs,
     )
+    # Weights the checkpoint lacks (e.g. a class embedding added for conditioning) can come
+    # back uninitialised; give them a fresh model's initialisation, explicitly.
+    stored = _checkpoint_shapes(folder)
+    fresh = UNet2DModel.from_config(unet.config).state_dict()
+    with torch.no_grad():
+        for name, param in unet.state_dict().items():
+            if stored.get(name) != tuple(param.shape):
+                param.copy_(fresh[name])
+    if not all(torch.isfinite(p).all() for p in unet.parameters()):
+        raise InputDataError(f"pretrained checkpoint {str(path)!r} holds non-finite weights")
     return unet
+
+
+def _checkpoint_shapes(folder: Path) -> dict[str, tuple[int, ...]]:
+    from safetensors import safe_open
+
+    shapes: dict[str, tuple[int, ...]] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a dict
+                shapes[key] = tuple(f.get_slice(key).get_shape())
+    return shapes

@@ -1,12 +1,16 @@
-"""The tabular job as a Prefect flow: load, split, train, sample, evaluate, gate, export.
+"""One job as a Prefect flow: load, split, train, sample, evaluate, gate, export.
 
-Tasks receive the job spec, paths and content hashes, and return paths, hashes and metrics:
-never DataFrames, so no real record reaches a Prefect result, cache, log line or artifact.
+Tables and images tell the same story, so one flow serves both: `steps_for(spec)` picks the
+plain functions of `synth.pipeline` (tables) or `synth.image_pipeline` (images), which share
+their signatures. Tasks receive the job spec, paths and content hashes, and return paths,
+hashes and metrics: never DataFrames or pixels, so no real record reaches a Prefect result,
+cache, log line or artifact.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -14,60 +18,54 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
-from synth import pipeline
+from synth import image_pipeline, pipeline
 from synth.config import JobSpec
-from synth.pipeline import JobPaths, LoadedSource
+from synth.pipeline import JobPaths
 
+GATE_FAILED = "GateFailed"
 # Reading files can fail for passing reasons (network filesystems); training and sampling
 # resume from checkpoints, so a retry is cheap. Evaluation and export are deterministic.
-GATE_FAILED = "GateFailed"
 TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
+def steps_for(spec: JobSpec) -> ModuleType:
+    return image_pipeline if spec.source.modality == "image" else pipeline
+
+
 @task(name="load", retries=2, retry_delay_seconds=5, **TASK_OPTS)
-def load_task(spec: JobSpec, paths: JobPaths) -> LoadedSource:
-    source = pipeline.load(spec, paths)
-    get_run_logger().info(
-        "loaded %d rows x %d columns (sha256 %s)",
-        source.n_rows,
-        source.n_columns,
-        source.data_hash[:12],
-    )
+def load_task(spec: JobSpec, paths: JobPaths) -> Any:
+    source = steps_for(spec).load(spec, paths)
+    get_run_logger().info("loaded %s (sha256 %s)", source.summary, source.data_hash[:12])
     return source
 
 
 @task(name="split", retries=2, retry_delay_seconds=5, **TASK_OPTS)
-def split_task(spec: JobSpec, paths: JobPaths, source: LoadedSource) -> Path:
-    return pipeline.split(spec, paths, source)
+def split_task(spec: JobSpec, paths: JobPaths, source: Any) -> Path:
+    return steps_for(spec).split(spec, paths, source)
 
 
 @task(name="train", retries=1, retry_delay_seconds=5, **TASK_OPTS)
 def train_task(
-    spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path, progress: bool
+    spec: JobSpec, paths: JobPaths, source: Any, split_path: Path, progress: bool
 ) -> str:
-    model_hash = pipeline.train(spec, paths, source, split_path, progress)
+    model_hash = steps_for(spec).train(spec, paths, source, split_path, progress)
     get_run_logger().info("trained %d steps; model sha256 %s", spec.training.steps, model_hash[:12])
     return model_hash
 
 
 @task(name="sample", retries=1, retry_delay_seconds=5, **TASK_OPTS)
 def sample_task(spec: JobSpec, paths: JobPaths, n_train: int, progress: bool) -> int:
-    n = pipeline.sample(spec, paths, n_train, progress)
-    get_run_logger().info("sampled %d synthetic rows", n)
+    n = steps_for(spec).sample(spec, paths, n_train, progress)
+    get_run_logger().info("sampled %d synthetic %s", n, _unit(spec))
     return n
 
 
 @task(name="evaluate", **TASK_OPTS)
 def evaluate_task(
-    spec: JobSpec,
-    paths: JobPaths,
-    source: LoadedSource,
-    split_path: Path,
-    lineage: dict,
-    progress: bool,
+    spec: JobSpec, paths: JobPaths, source: Any, split_path: Path, lineage: dict, progress: bool
 ) -> dict[str, Any]:
-    report = pipeline.evaluate(spec, paths, source, split_path, lineage, progress)
-    _publish_report(report)
+    report = steps_for(spec).evaluate(spec, paths, source, split_path, lineage, progress)
+    publish_report(report)
     return report
 
 
@@ -82,16 +80,18 @@ def gate_task(report: dict[str, Any], paths: JobPaths) -> list[str]:
 
 
 @task(name="export", **TASK_OPTS)
-def export_task(
-    spec: JobSpec, paths: JobPaths, source: LoadedSource, report: dict[str, Any]
-) -> list[Path]:
-    files = pipeline.export(spec, paths, source, report)
-    get_run_logger().info("exported %d Parquet file(s) to %s", len(files), paths.export)
+def export_task(spec: JobSpec, paths: JobPaths, source: Any, report: dict[str, Any]) -> list[Path]:
+    files = steps_for(spec).export(spec, paths, source, report)
+    get_run_logger().info("exported %d file(s) to %s", len(files), paths.export)
     return files
 
 
-def _publish_report(report: dict[str, Any]) -> None:
-    """Metrics only: the artifact shows the checks, never a data value."""
+def _unit(spec: JobSpec) -> str:
+    return "images" if spec.source.modality == "image" else "rows"
+
+
+def publish_report(report: dict[str, Any]) -> None:
+    """Metrics only: the artifacts show the checks, never a data value."""
     rows = [
         {
             "check": c["name"],
@@ -120,15 +120,16 @@ def _publish_report(report: dict[str, Any]) -> None:
     )
 
 
-@flow(name="synthesize-table", log_prints=False)
-def synthesize_table(spec: JobSpec, progress: bool = True) -> dict[str, Any] | State:
-    """Make a gated synthetic copy of a protected table and export it as Parquet."""
+@flow(name="synthesize", log_prints=False)
+def synthesize(spec: JobSpec, progress: bool = True) -> dict[str, Any] | State:
+    """Make a gated synthetic copy of a protected table or image set, and export it."""
+    steps = steps_for(spec)
     paths = JobPaths(Path(spec.export.out))
     source = load_task(spec, paths)
     split_path = split_task(spec, paths, source)
     model_hash = train_task(spec, paths, source, split_path, progress)
     sample_task(spec, paths, pipeline.split_sizes(split_path)[0], progress)
-    lineage = pipeline.lineage_for(spec, source, split_path, model_hash)
+    lineage = steps.lineage_for(spec, source, split_path, model_hash)
     report = evaluate_task(spec, paths, source, split_path, lineage, progress)
     failures = gate_task(report, paths)
     if failures:
