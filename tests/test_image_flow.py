@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 from pathlib import Path
 
@@ -111,3 +112,48 @@ def test_evaluate_image_sets_passes_fresh_and_fails_planted_copies(tmp_path):
     bad = runner.invoke(app, [*base, "--synthetic", str(leaky), "--out", str(tmp_path / "r2")])
     assert bad.exit_code == EXIT_GATE_FAILED, bad.output
     assert "near_duplicate_share" in " ".join(bad.output.split())
+
+
+def test_cli_image_job_from_png_folder_exports_png_parquet(harness, tmp_path):
+    import duckdb
+
+    from synth.export.parquet import read_export_metadata
+    from synth.images.demo import write_digits_png
+
+    source = write_digits_png(tmp_path / "png", resolution=8)
+    out = tmp_path / "out"
+    loose = [
+        f"evaluation.image_thresholds.{k}"
+        for k in ("precision_min=0", "recall_min=0", "cas_ratio_min=0", "fid_max=1000000")
+    ]
+    args = [
+        "run",
+        "--data",
+        str(source),
+        "--modality",
+        "image",
+        "--rows",
+        "40",
+        "--out",
+        str(out),
+        "--train-steps",
+        "40",
+        "--no-progress",
+        "--set",
+        "image_model.block_out_channels=[16, 32]",
+        "--set",
+        "source.images.resolution=8",
+    ]
+    for item in loose:
+        args += ["--set", item]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    glob = str(out / "synthetic" / "*.parquet")
+    rows = duckdb.sql(f"select label, image from read_parquet('{glob}')").fetchall()
+    assert len(rows) == 40
+    assert {r[0] for r in rows} <= {str(i) for i in range(10)}
+    png = rows[0][1]
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert np.asarray(Image.open(io.BytesIO(png))).shape == (8, 8)
+    meta = read_export_metadata(out / "synthetic")
+    assert meta["report"]["gate"]["passed"] is True and meta["lineage"]["modality"] == "image"
