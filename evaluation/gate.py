@@ -8,7 +8,7 @@ a target) and is skipped; a NaN metric could not be computed and fails (the gate
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -65,6 +65,17 @@ class GateResult(BaseModel):
     @property
     def not_applicable(self) -> list[str]:
         return [c.name for c in self.checks if not c.applicable]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as reports and exports carry it."""
+        return {
+            "passed": self.passed,
+            "overridden": self.overridden,
+            "override_reason": self.override_reason,
+            "failures": self.failures(),
+            "not_applicable": self.not_applicable,
+            "checks": [c.model_dump() for c in self.checks],
+        }
 
     def raise_if_failed(self) -> None:
         """Raise `GateFailedError` with the failures unless the gate passed (or was overridden)."""

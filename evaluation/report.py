@@ -12,8 +12,6 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +20,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from evaluation.encoding import category_keys, numeric_values
-from evaluation.gate import CheckResult
+from evaluation.gate import CheckResult, GateResult
 from evaluation.table import TableEvaluation, json_safe
+from synth.atomic import atomic_write_text
 from synth.data.schema import ColumnSpec, TableSchema
 
 MAX_PLOTTED_COLUMNS = 30
@@ -36,13 +35,13 @@ REAL_COLOR, SYN_COLOR = "#4c72b0", "#dd8452"
 # --------------------------------------------------------------------------- summary rows
 
 
-def _status(check: CheckResult) -> str:
+def check_status(check: CheckResult) -> str:
     if not check.applicable:
         return "n/a"
     return "pass" if check.passed else "FAIL"
 
 
-def summary_rows(evaluation: TableEvaluation) -> list[dict[str, Any]]:
+def summary_rows(gate: GateResult) -> list[dict[str, Any]]:
     """One row per gate check, for a CLI table or a Prefect table artifact."""
     return [
         {
@@ -50,28 +49,13 @@ def summary_rows(evaluation: TableEvaluation) -> list[dict[str, Any]]:
             "kind": c.kind,
             "value": None if c.value is None else round(c.value, 4),
             "threshold": f"{'>=' if c.bound == 'min' else '<='} {c.threshold:.3f}",
-            "status": _status(c),
+            "status": check_status(c),
         }
-        for c in evaluation.gate.checks
+        for c in gate.checks
     ]
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write to a temp file in the same directory, then rename over `path`: readers never see
-    a half-written report."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_report(
@@ -93,8 +77,8 @@ def write_report(
     payload = evaluation.to_dict()
     payload["extra"] = json_safe(json.loads(json.dumps(extra or {}, default=str)))
     json_path, html_path = out_dir / "report.json", out_dir / "report.html"
-    _atomic_write(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
-    _atomic_write(html_path, render_html(evaluation, train, synthetic, schema, extra))
+    atomic_write_text(json_path, json.dumps(payload, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(html_path, render_html(evaluation, train, synthetic, schema, extra))
     return json_path, html_path
 
 
@@ -224,10 +208,11 @@ th{background:#f4f4f4;text-align:left} td.num{text-align:right;font-variant-nume
 """
 
 
-def _checks_table(evaluation: TableEvaluation) -> str:
+def checks_table(gate: GateResult) -> str:
+    """The checks as an HTML table (shared by the table and image reports)."""
     rows = []
-    for c in evaluation.gate.checks:
-        status = _status(c)
+    for c in gate.checks:
+        status = check_status(c)
         css = {"pass": "pass", "FAIL": "fail"}.get(status, "na")
         value = "&ndash;" if c.value is None else f"{c.value:.4f}"
         bound = "&ge;" if c.bound == "min" else "&le;"
@@ -243,9 +228,10 @@ def _checks_table(evaluation: TableEvaluation) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
-def _metrics_table(evaluation: TableEvaluation) -> str:
+def metrics_table(metrics: dict[str, Any]) -> str:
+    """Every figure as an HTML table (shared by the table and image reports)."""
     rows = []
-    for k, v in evaluation.metrics.items():
+    for k, v in metrics.items():
         text = "&ndash;" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
         rows.append(f'<tr><td><code>{html.escape(k)}</code></td><td class="num">{text}</td></tr>')
     return f"<table><tr><th>metric</th><th>value</th></tr>{''.join(rows)}</table>"
@@ -305,8 +291,8 @@ def render_html(
 synthetic {m["n_synthetic"]} rows evaluated (of {m.get("n_synthetic_total", m["n_synthetic"])}),
 seed {evaluation.seed}</p>
 {f"<ul>{failures}</ul>" if failures else ""}
-<h2>Checks</h2>{_checks_table(evaluation)}
-<h2>All figures</h2>{_metrics_table(evaluation)}
+<h2>Checks</h2>{checks_table(evaluation.gate)}
+<h2>All figures</h2>{metrics_table(evaluation.metrics)}
 <h2>Column distributions (real train vs synthetic)</h2>
 <p class="muted">Aggregates only; histogram ranges clipped to the train 0.5&ndash;99.5%
 percentiles, categories seen fewer than {MIN_CATEGORY_COUNT} times pooled as "(rare)".

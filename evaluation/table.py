@@ -50,14 +50,7 @@ class TableEvaluation(BaseModel):
         no real data values (no matrices, no category labels, no numeric ranges)."""
         out = {
             "metrics": self.metrics,
-            "gate": {
-                "passed": self.gate.passed,
-                "overridden": self.gate.overridden,
-                "override_reason": self.gate.override_reason,
-                "failures": self.gate.failures(),
-                "not_applicable": self.gate.not_applicable,
-                "checks": [c.model_dump() for c in self.gate.checks],
-            },
+            "gate": self.gate.to_dict(),
             "per_column": {
                 name: {
                     "kind": self.kinds[name],

@@ -18,6 +18,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed, State
 
+from evaluation.gate import GateResult
+from evaluation.report import summary_rows
 from synth import image_pipeline, pipeline
 from synth.config import JobSpec
 from synth.pipeline import JobPaths
@@ -92,18 +94,7 @@ def _unit(spec: JobSpec) -> str:
 
 def publish_report(report: dict[str, Any]) -> None:
     """Metrics only: the artifacts show the checks, never a data value."""
-    rows = [
-        {
-            "check": c["name"],
-            "kind": c["kind"],
-            "value": None if c["value"] is None else round(c["value"], 4),
-            "threshold": f"{'>=' if c['bound'] == 'min' else '<='} {c['threshold']:.3f}",
-            "status": "n/a"
-            if not c.get("applicable", True)
-            else ("pass" if c["passed"] else "FAIL"),
-        }
-        for c in report["gate"]["checks"]
-    ]
+    rows = summary_rows(GateResult.model_validate(report["gate"]))
     create_table_artifact(key="synth-checks", table=rows, description="Privacy and fidelity checks")
     verdict = "PASSED" if report["gate"]["passed"] else "FAILED"
     if report["gate"]["overridden"]:
@@ -123,13 +114,12 @@ def publish_report(report: dict[str, Any]) -> None:
 @flow(name="synthesize", log_prints=False)
 def synthesize(spec: JobSpec, progress: bool = True) -> dict[str, Any] | State:
     """Make a gated synthetic copy of a protected table or image set, and export it."""
-    steps = steps_for(spec)
     paths = JobPaths(Path(spec.export.out))
     source = load_task(spec, paths)
     split_path = split_task(spec, paths, source)
     model_hash = train_task(spec, paths, source, split_path, progress)
     sample_task(spec, paths, pipeline.split_sizes(split_path)[0], progress)
-    lineage = steps.lineage_for(spec, source, split_path, model_hash)
+    lineage = pipeline.lineage_for(spec, source, split_path, model_hash)
     report = evaluate_task(spec, paths, source, split_path, lineage, progress)
     failures = gate_task(report, paths)
     if failures:

@@ -16,7 +16,32 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from synth.atomic import atomic_write_text
+from synth.errors import InputDataError
+
 STATE_DIR = "training_state"
+STATE_FILE = "synthesizer.json"
+FORMAT_VERSION = 1
+
+
+def write_state(directory: Path, kind: str, state: dict[str, Any]) -> None:
+    """The synthesizer's JSON next to its diffusers folders: kind, format and learned state."""
+    payload = {"format_version": FORMAT_VERSION, "kind": kind, **state}
+    atomic_write_text(Path(directory) / STATE_FILE, json.dumps(payload, indent=1))
+
+
+def read_state(directory: Path, kind: str) -> dict[str, Any]:
+    """Read a synthesizer's JSON, refusing other kinds and other format versions."""
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        raise InputDataError(f"{str(directory)!r} holds no synthesizer (no {STATE_FILE})")
+    state = json.loads(path.read_text())
+    if state.get("kind") != kind or state.get("format_version") != FORMAT_VERSION:
+        raise InputDataError(
+            f"{str(directory)!r} holds a {state.get('kind')!r} synthesizer of format "
+            f"{state.get('format_version')!r}; this needs {kind!r} format {FORMAT_VERSION}"
+        )
+    return state
 
 
 def has_checkpoint(directory: Path | None) -> bool:

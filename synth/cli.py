@@ -51,17 +51,16 @@ def _friendly(fn):
 
 
 def _summary_table(report: dict[str, Any], title: str) -> Table:
+    from evaluation.gate import GateResult
+    from evaluation.report import summary_rows
+
+    colours = {"pass": "[green]pass[/]", "FAIL": "[bold red]FAIL[/]", "n/a": "[dim]n/a[/]"}
     table = Table(title=title, title_justify="left")
     for col in ("check", "kind", "value", "threshold", "status"):
         table.add_column(col, justify="right" if col == "value" else "left")
-    for c in report["gate"]["checks"]:
-        if not c.get("applicable", True):
-            status, value = "[dim]n/a[/]", "-"
-        else:
-            status = "[green]pass[/]" if c["passed"] else "[bold red]FAIL[/]"
-            value = f"{c['value']:.4f}"
-        bound = ">=" if c["bound"] == "min" else "<="
-        table.add_row(c["name"], c["kind"], value, f"{bound} {c['threshold']:.3f}", status)
+    for row in summary_rows(GateResult.model_validate(report["gate"])):
+        value = "-" if row["status"] == "n/a" else f"{row['value']:.4f}"
+        table.add_row(row["check"], row["kind"], value, row["threshold"], colours[row["status"]])
     return table
 
 

@@ -24,10 +24,7 @@ from synth.errors import InputDataError
 from synth.hashing import file_sha256
 from synth.images.io import ImageSet, ImageSourceInfo, image_set_hash, load_images
 from synth.images.synthesizer import ImageDiffusionSynthesizer
-from synth.lineage import build_lineage
-from synth.pipeline import JobPaths, gate, gate_message, split_sizes
-
-__all__ = ["gate", "gate_message", "split_sizes"]
+from synth.pipeline import JobPaths
 
 
 @dataclass(frozen=True)
@@ -246,26 +243,3 @@ def export(
         )
     shutil.rmtree(paths.staging, ignore_errors=True)
     return files
-
-
-def lineage_for(
-    spec: JobSpec, loaded: LoadedImages, split_path: Path, model_hash: str
-) -> dict[str, Any]:
-    n_train, n_holdout = split_sizes(split_path)
-    return build_lineage(
-        spec_hash=spec.spec_hash(),
-        data_hash=loaded.data_hash,
-        model_hash=model_hash,
-        seed=spec.seed,
-        split={
-            "holdout_fraction": spec.split.holdout_fraction,
-            "n_train": n_train,
-            "n_holdout": n_holdout,
-        },
-        extra={
-            "job": spec.name,
-            "modality": "image",
-            "gate_override": spec.evaluation.override_gate,
-            "gate_override_reason": spec.evaluation.override_reason,
-        },
-    )

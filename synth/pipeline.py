@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluation.report import write_report
@@ -304,9 +303,8 @@ def export(
     return files
 
 
-def lineage_for(
-    spec: JobSpec, source: LoadedSource, split_path: Path, model_hash_: str
-) -> dict[str, Any]:
+def lineage_for(spec: JobSpec, source: Any, split_path: Path, model_hash_: str) -> dict[str, Any]:
+    """The export's lineage, for either modality (`source` carries the data hash)."""
     n_train, n_holdout = split_sizes(split_path)
     return build_lineage(
         spec_hash=spec.spec_hash(),
@@ -320,11 +318,8 @@ def lineage_for(
         },
         extra={
             "job": spec.name,
+            "modality": spec.source.modality,
             "gate_override": spec.evaluation.override_gate,
             "gate_override_reason": spec.evaluation.override_reason,
         },
     )
-
-
-def arrow_schema_of(paths: JobPaths) -> pa.Schema:
-    return pq.read_schema(next(iter(sorted(paths.export.glob("*.parquet")))))

@@ -70,7 +70,7 @@ def test_report_html(written: tuple[Path, Path], evaluation: TableEvaluation) ->
 
 
 def test_summary_rows(evaluation: TableEvaluation) -> None:
-    rows = summary_rows(evaluation)
+    rows = summary_rows(evaluation.gate)
     assert [r["check"] for r in rows] == [c.name for c in evaluation.gate.checks]
     by_name = {r["check"]: r for r in rows}
     assert by_name["exact_copy_excess"]["status"] == "FAIL"

@@ -73,14 +73,7 @@ class ImageEvaluation(BaseModel):
             }
         out = {
             "metrics": self.metrics,
-            "gate": {
-                "passed": self.gate.passed,
-                "overridden": self.gate.overridden,
-                "override_reason": self.gate.override_reason,
-                "failures": self.gate.failures(),
-                "not_applicable": self.gate.not_applicable,
-                "checks": [c.model_dump() for c in self.gate.checks],
-            },
+            "gate": self.gate.to_dict(),
             "feature_space": self.feature_space.model_dump(),
             "cas": None if self.cas is None else self.cas.model_dump(),
             "privacy": {

@@ -21,9 +21,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from PIL import Image
 
-from evaluation.gate import CheckResult
 from evaluation.images.evaluate import MIN_CLASS_COUNT, ImageEvaluation
 from evaluation.images.privacy import flatten, nn_distances
+from evaluation.report import checks_table, metrics_table
 from evaluation.table import json_safe
 from synth.atomic import atomic_write_text
 
@@ -132,39 +132,6 @@ justify-content:center;border:1px dashed #a31515}
 """
 
 
-def _status(check: CheckResult) -> str:
-    if not check.applicable:
-        return "n/a"
-    return "pass" if check.passed else "FAIL"
-
-
-def _checks_table(evaluation: ImageEvaluation) -> str:
-    rows = []
-    for c in evaluation.gate.checks:
-        status = _status(c)
-        css = {"pass": "pass", "FAIL": "fail"}.get(status, "na")
-        value = "&ndash;" if c.value is None else f"{c.value:.4f}"
-        bound = "&ge;" if c.bound == "min" else "&le;"
-        rows.append(
-            f"<tr><td><code>{html.escape(c.name)}</code></td><td>{c.kind}</td>"
-            f'<td class="num">{value}</td><td class="num">{bound} {c.threshold:.3f}</td>'
-            f'<td class="{css}">{status}</td><td>{html.escape(c.description)}</td></tr>'
-        )
-    head = (
-        "<tr><th>check</th><th>kind</th><th>value</th><th>threshold</th><th>status</th>"
-        "<th>meaning</th></tr>"
-    )
-    return f"<table>{head}{''.join(rows)}</table>"
-
-
-def _metrics_table(evaluation: ImageEvaluation) -> str:
-    rows = []
-    for k, v in evaluation.metrics.items():
-        text = "&ndash;" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))
-        rows.append(f'<tr><td><code>{html.escape(k)}</code></td><td class="num">{text}</td></tr>')
-    return f"<table><tr><th>metric</th><th>value</th></tr>{''.join(rows)}</table>"
-
-
 def _class_table(evaluation: ImageEvaluation) -> str:
     counts = evaluation.to_dict()["class_counts"]
     if not counts:
@@ -233,12 +200,12 @@ def render_html(
 images evaluated (of {m.get("n_synthetic_total", m["n_synthetic"])}), {c}&times;{h}&times;{w},
 seed {evaluation.seed}</p>
 {f"<ul>{failures}</ul>" if failures else ""}
-<h2>Checks</h2>{_checks_table(evaluation)}
+<h2>Checks</h2>{checks_table(evaluation.gate)}
 <p class="muted">Feature space: a small CNN fitted on the real train images as
 {html.escape(fs.mode)} ({fs.dim}-d, {fs.train_seconds:.1f} s); FID and precision/recall use the
 real holdout as reference. Membership inference: {attack}. Privacy distances are RMS pixel
 distances (gated); embedding distances are listed under all figures.</p>
-<h2>All figures</h2>{_metrics_table(evaluation)}
+<h2>All figures</h2>{metrics_table(evaluation.metrics)}
 <h2>Synthetic samples</h2>
 <p class="muted">{n_grid} random synthetic images{grid_note}. d = RMS pixel distance to the
 nearest train image.</p>

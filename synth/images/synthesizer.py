@@ -22,14 +22,20 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from synth.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from synth.checkpoint import (
+    has_checkpoint,
+    load_checkpoint,
+    read_state,
+    save_checkpoint,
+    write_state,
+)
 from synth.config import ImageModelSpec, TrainingSpec
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
+from synth.labels import draw_labels
 from synth.tabular.diffusion import make_solver
 
-FORMAT_VERSION = 1
-STATE_FILE = "synthesizer.json"
+KIND = "image-diffusion"
 CPU_SHARD_IMAGES = 256
 CUDA_SHARD_IMAGES = 4096
 
@@ -200,20 +206,7 @@ class ImageDiffusionSynthesizer:
             if conditions:
                 raise InputDataError("conditions need labelled training images")
             return None
-        if conditions:
-            lookup = {str(c): i for i, c in enumerate(self.class_names_)}
-            codes: list[int] = []
-            for label, count in conditions.items():
-                if str(label) not in lookup:
-                    raise InputDataError(
-                        f"condition label {label!r} is not a class; classes: {self.class_names_}"
-                    )
-                codes += [lookup[str(label)]] * int(count)
-            out = np.array(codes, dtype=np.int64)
-            rng.shuffle(out)
-            return out
-        p = np.asarray(self.label_counts_, dtype=float)
-        return rng.choice(len(p), size=n, p=p / p.sum())
+        return draw_labels(n, conditions, self.class_names_, self.label_counts_, rng)
 
     @torch.inference_mode()
     def sample_shards(
@@ -322,8 +315,6 @@ class ImageDiffusionSynthesizer:
         self.unet_.save_pretrained(directory / "unet", safe_serialization=True)
         self.noise_scheduler_.save_pretrained(directory / "scheduler")
         state = {
-            "format_version": FORMAT_VERSION,
-            "kind": "image-diffusion",
             "seed": self.seed,
             "model": self.model.model_dump(mode="json"),
             "training": self.training.model_dump(mode="json"),
@@ -334,20 +325,13 @@ class ImageDiffusionSynthesizer:
             "steps_trained": getattr(self, "steps_trained_", None),
             "final_loss": getattr(self, "final_loss_", None),
         }
-        tmp = directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(directory / STATE_FILE)
+        write_state(directory, KIND, state)
         return directory
 
     @classmethod
     def load(cls, directory: Path | str, device: str = "auto") -> ImageDiffusionSynthesizer:
         directory = Path(directory)
-        path = directory / STATE_FILE
-        if not path.is_file():
-            raise InputDataError(f"{str(directory)!r} holds no synthesizer (no {STATE_FILE})")
-        state = json.loads(path.read_text())
-        if state.get("kind") != "image-diffusion" or state.get("format_version") != FORMAT_VERSION:
-            raise InputDataError(f"{str(directory)!r} holds no image synthesizer of this version")
+        state = read_state(directory, KIND)
         obj = cls(
             ImageModelSpec.model_validate(state["model"]),
             TrainingSpec.model_validate(state["training"]),

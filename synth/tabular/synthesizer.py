@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,19 +14,25 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from synth.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from synth.checkpoint import (
+    has_checkpoint,
+    load_checkpoint,
+    read_state,
+    save_checkpoint,
+    write_state,
+)
 from synth.config import ModelSpec, TrainingSpec
 from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
+from synth.labels import draw_labels
 from synth.tabular.denoiser import TabularDenoiser
 from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
-from synth.tabular.encoders import MISSING, EncodedTable, TableEncoder, _key
+from synth.tabular.encoders import EncodedTable, TableEncoder
 
-FORMAT_VERSION = 1
+KIND = "tabular-diffusion"
 CPU_SHARD_ROWS = 10_000
 CUDA_SHARD_ROWS = 1_000_000
-STATE_FILE = "synthesizer.json"
 
 
 class TabularDiffusionSynthesizer:
@@ -182,25 +187,7 @@ class TabularDiffusionSynthesizer:
                     "conditions need a categorical target that the model was conditioned on"
                 )
             return None
-        classes = enc.target_classes_
-        if conditions:
-            lookup = {_key(c): i for i, c in enumerate(classes)} | {
-                str(c): i for i, c in enumerate(classes)
-            }
-            codes = []
-            for label, count in conditions.items():
-                k = lookup.get(_key(label), lookup.get(str(label)))
-                if k is None:
-                    shown = [c for c in classes if c != MISSING]
-                    raise InputDataError(
-                        f"condition label {label!r} is not a class of the target; classes: {shown}"
-                    )
-                codes += [k] * int(count)
-            labels = np.array(codes, dtype=np.int64)
-            rng.shuffle(labels)
-            return labels
-        p = np.asarray(self.label_counts_, dtype=float)
-        return rng.choice(len(classes), size=n, p=p / p.sum())
+        return draw_labels(n, conditions, enc.target_classes_, self.label_counts_, rng)
 
     def sample_shards(
         self,
@@ -290,8 +277,6 @@ class TabularDiffusionSynthesizer:
         self.denoiser_.save_pretrained(directory / "denoiser", safe_serialization=True)
         self.noise_scheduler_.save_pretrained(directory / "scheduler")
         state = {
-            "format_version": FORMAT_VERSION,
-            "kind": "tabular-diffusion",
             "seed": self.seed,
             "schema": self.schema.model_dump(mode="json"),
             "model": self.model.model_dump(mode="json"),
@@ -301,20 +286,13 @@ class TabularDiffusionSynthesizer:
             "steps_trained": getattr(self, "steps_trained_", None),
             "final_loss": getattr(self, "final_loss_", None),
         }
-        tmp = directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(directory / STATE_FILE)
+        write_state(directory, KIND, state)
         return directory
 
     @classmethod
     def load(cls, directory: Path | str, device: str = "auto") -> TabularDiffusionSynthesizer:
         directory = Path(directory)
-        state_path = directory / STATE_FILE
-        if not state_path.is_file():
-            raise InputDataError(f"{str(directory)!r} holds no synthesizer (no {STATE_FILE})")
-        state = json.loads(state_path.read_text())
-        if state.get("format_version") != FORMAT_VERSION:
-            raise InputDataError(f"unsupported synthesizer format {state.get('format_version')!r}")
+        state = read_state(directory, KIND)
         schema = TableSchema.model_validate(state["schema"])
         obj = cls(
             schema,
