@@ -66,16 +66,46 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def recover_directory(final_dir: str | os.PathLike[str], *, remove_temp: bool = False) -> bool:
+    """Finish what a killed `atomic_directory` swap left behind. Returns True if it restored.
+
+    A kill between the swap's two renames leaves no `final_dir` and the previous complete
+    directory under `.old-*`: move it back. A kill after the swap leaves a stale `.old-*`
+    beside the new directory: delete it. `remove_temp` also deletes `.tmp-*` directories of
+    interrupted writers; only pass it while holding the lock that excludes other writers.
+    """
+    final = Path(final_dir)
+    if not final.parent.is_dir():
+        return False
+    olds = sorted(
+        final.parent.glob(f".old-{final.name}-*"), key=lambda p: p.stat().st_mtime, reverse=True
+    )
+    restored = False
+    if olds and not (final.exists() or final.is_symlink()):
+        with suppress(OSError):
+            os.rename(olds.pop(0), final)
+            _fsync_dir(final.parent)
+            restored = True
+    for old in olds:
+        _remove(old)
+    if remove_temp:
+        for tmp in final.parent.glob(f".tmp-{final.name}-*"):
+            _remove(tmp)
+    return restored
+
+
 @contextmanager
 def atomic_directory(final_dir: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a fresh temp dir next to `final_dir`; on success it replaces `final_dir`.
 
     The swap is two renames (old -> `.old-*`, tmp -> final), so a crash leaves either the
-    previous complete directory (possibly under its `.old-*` name) or the new one, never a mix.
+    previous complete directory (possibly under its `.old-*` name, which `recover_directory`
+    moves back) or the new one, never a mix.
     On an exception the temp dir is deleted and `final_dir` is left untouched.
     """
     final = Path(final_dir)
     final.parent.mkdir(parents=True, exist_ok=True)
+    recover_directory(final)  # a previous writer killed mid-swap: put its old copy back first
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".tmp-{final.name}-"))
     try:
         yield tmp

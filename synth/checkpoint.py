@@ -44,8 +44,27 @@ def read_state(directory: Path, kind: str) -> dict[str, Any]:
     return state
 
 
+def recover_checkpoint(directory: Path) -> None:
+    """A kill between `save_checkpoint`'s two renames leaves the last checkpoint under its
+    `.ckpt-old` name and none under `directory`: move it back."""
+    directory = Path(directory)
+    old = directory.parent / f".{directory.name}.ckpt-old"
+    if old.is_dir() and not directory.exists():
+        old.rename(directory)
+
+
 def has_checkpoint(directory: Path | None) -> bool:
-    return directory is not None and (Path(directory) / STATE_DIR / "state.json").is_file()
+    if directory is None:
+        return False
+    recover_checkpoint(Path(directory))
+    return (Path(directory) / STATE_DIR / "state.json").is_file()
+
+
+def checkpoint_step(directory: Path | None) -> int | None:
+    """The training step of the checkpoint in `directory`, or None when there is none."""
+    if not has_checkpoint(directory):
+        return None
+    return int(json.loads((Path(directory) / STATE_DIR / "state.json").read_text())["step"])
 
 
 def save_checkpoint(

@@ -19,3 +19,7 @@ class NotFittedError(SynthError, ValueError):
 
 class GateFailedError(SynthError):
     """The privacy/fidelity gate blocked the export."""
+
+
+class JobBusyError(SynthError):
+    """Another run holds the job's output directory."""

