@@ -168,29 +168,30 @@ def privacy_metrics(
       rows outside the subset count 0.5, so copying all of a 2x train scores 0.75, not 1);
     * NNDR: share of synthetic rows below the holdout's 5th-percentile NNDR (ideal ~0.05).
     """
-    with limit_threads(max(len(train), len(synthetic))):
-        return _privacy_metrics(train, holdout, synthetic, schema, encoder, seed)
+    encoder = encoder or TableEncoder.fit(train, schema)
+    return Privacy(
+        **privacy_distances(train, holdout, synthetic, schema, encoder),
+        **membership_risk(train, holdout, synthetic, schema, encoder, seed=seed),
+    )
 
 
-def _privacy_metrics(
+def privacy_distances(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
     synthetic: pd.DataFrame,
     schema: TableSchema,
-    encoder: TableEncoder | None,
-    seed: int,
-) -> Privacy:
-    encoder = encoder or TableEncoder.fit(train, schema)
-    rng = np.random.default_rng(seed)
-    x_train = encoder.transform(train)
-    x_hold = encoder.transform(holdout)
-    x_syn = encoder.transform(synthetic)
+    encoder: TableEncoder | None = None,
+) -> dict[str, float | DcrHistogram]:
+    """Exact copies, near copies, NNDR and the DCR summary: the `Privacy` fields that need
+    nearest-train distances of every synthetic and holdout row (no randomness)."""
+    with limit_threads(max(len(train), len(synthetic))):
+        encoder = encoder or TableEncoder.fit(train, schema)
+        x_train = encoder.transform(train)
+        syn_rate = exact_copy_rate(synthetic, train, schema)
+        hold_rate = exact_copy_rate(holdout, train, schema)
 
-    syn_rate = exact_copy_rate(synthetic, train, schema)
-    hold_rate = exact_copy_rate(holdout, train, schema)
-
-    syn_d = nearest_distances(x_train, x_syn, k=2)
-    hold_d = nearest_distances(x_train, x_hold, k=2)
+        syn_d = nearest_distances(x_train, encoder.transform(synthetic), k=2)
+        hold_d = nearest_distances(x_train, encoder.transform(holdout), k=2)
     syn_dcr, hold_dcr = syn_d[:, 0], hold_d[:, 0]
 
     near_thr = float(np.percentile(hold_dcr, NEAR_COPY_PERCENTILE))
@@ -201,28 +202,44 @@ def _privacy_metrics(
     nndr_thr = float(np.percentile(hold_ratio, NNDR_PERCENTILE))
     nndr_syn = float(np.mean(nndr(syn_d) < nndr_thr))
     nndr_hold = float(np.mean(hold_ratio < nndr_thr))
+    return {
+        "exact_copy_rate": syn_rate,
+        "holdout_exact_copy_rate": hold_rate,
+        "exact_copy_excess": syn_rate - hold_rate,
+        "near_copy_threshold": near_thr,
+        "near_copy_rate": near_syn,
+        "holdout_near_copy_rate": near_hold,
+        "near_copy_excess": near_syn - near_hold,
+        "nndr_threshold": nndr_thr,
+        "nndr_low_share": nndr_syn,
+        "holdout_nndr_low_share": nndr_hold,
+        "median_dcr_synthetic": float(np.median(syn_dcr)),
+        "median_dcr_holdout": float(np.median(hold_dcr)),
+        "dcr_histogram": dcr_histogram(syn_dcr, hold_dcr),
+    }
 
-    m = min(len(train), len(holdout))
-    members = x_train[rng.choice(len(train), m, replace=False)]
-    non_members = x_hold[rng.choice(len(holdout), m, replace=False)]
-    share = dcr_share(
-        nearest_distances(members, x_syn)[:, 0], nearest_distances(non_members, x_syn)[:, 0]
-    )
 
-    return Privacy(
-        exact_copy_rate=syn_rate,
-        holdout_exact_copy_rate=hold_rate,
-        exact_copy_excess=syn_rate - hold_rate,
-        near_copy_threshold=near_thr,
-        near_copy_rate=near_syn,
-        holdout_near_copy_rate=near_hold,
-        near_copy_excess=near_syn - near_hold,
-        dcr_share=share,
-        nndr_threshold=nndr_thr,
-        nndr_low_share=nndr_syn,
-        holdout_nndr_low_share=nndr_hold,
-        mia_auc=mia_auc(members, non_members, x_syn),
-        median_dcr_synthetic=float(np.median(syn_dcr)),
-        median_dcr_holdout=float(np.median(hold_dcr)),
-        dcr_histogram=dcr_histogram(syn_dcr, hold_dcr),
-    )
+def membership_risk(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    encoder: TableEncoder | None = None,
+    *,
+    seed: int = 0,
+) -> dict[str, float]:
+    """DCR share and the membership-inference AUC, on a seeded train subset the size of the
+    holdout against the holdout (so a perfect generator scores 0.5 on both)."""
+    with limit_threads(max(len(train), len(synthetic))):
+        encoder = encoder or TableEncoder.fit(train, schema)
+        rng = np.random.default_rng(seed)
+        x_train = encoder.transform(train)
+        x_hold = encoder.transform(holdout)
+        x_syn = encoder.transform(synthetic)
+        m = min(len(train), len(holdout))
+        members = x_train[rng.choice(len(train), m, replace=False)]
+        non_members = x_hold[rng.choice(len(holdout), m, replace=False)]
+        share = dcr_share(
+            nearest_distances(members, x_syn)[:, 0], nearest_distances(non_members, x_syn)[:, 0]
+        )
+        return {"dcr_share": share, "mia_auc": mia_auc(members, non_members, x_syn)}

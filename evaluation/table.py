@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,7 +24,7 @@ from evaluation.fidelity import (
     pair_trends,
 )
 from evaluation.gate import GateResult, apply_gate
-from evaluation.privacy import Privacy, privacy_metrics
+from evaluation.privacy import Privacy, membership_risk, privacy_distances
 from synth.config import Thresholds
 from synth.data.schema import TableSchema
 from synth.errors import InputDataError
@@ -105,58 +107,125 @@ def _check_columns(schema: TableSchema, **frames: pd.DataFrame) -> None:
             raise InputDataError(f"the {label} table is empty: nothing to evaluate")
 
 
-def evaluate_table(
+@dataclass(frozen=True)
+class EvalFrames:
+    """The rows the checks see, subsampled once (seeded): every part draws the same rows."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    synthetic: pd.DataFrame
+    train_same_size: pd.DataFrame
+    n_synthetic_total: int
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {
+            "n_train": len(self.train),
+            "n_holdout": len(self.holdout),
+            "n_synthetic": len(self.synthetic),
+            "n_synthetic_total": self.n_synthetic_total,
+        }
+
+
+def prepare_frames(
     train: pd.DataFrame,
     holdout: pd.DataFrame,
     synthetic: pd.DataFrame,
     schema: TableSchema,
-    thresholds: Thresholds,
     *,
     seed: int = 0,
     max_rows: int = 10_000,
-    progress: bool = True,
-    override: bool = False,
-    override_reason: str | None = None,
-) -> TableEvaluation:
-    """Run every check and the gate.
-
-    Synthetic and holdout are subsampled (seeded) to `max_rows`; train is kept whole for
-    copy/distance checks (a copy of any training row must be found) and for marginals, and
-    subsampled to the synthetic size where a model is trained on it (detection, TRTR), so the
-    TSTR gap measures quality and not training-set size.
-    """
+) -> EvalFrames:
+    """Check the columns and subsample synthetic and holdout to `max_rows` and train to the
+    synthetic size (for the fitted checks), in a fixed order from one seeded generator."""
     _check_columns(schema, train=train, holdout=holdout, synthetic=synthetic)
     rng = np.random.default_rng(seed)
     n_synthetic_total = len(synthetic)
     synthetic = _sample(synthetic, max_rows, rng)
     holdout = _sample(holdout, max_rows, rng)
     train_same_size = _sample(train, len(synthetic), rng)
+    return EvalFrames(train, holdout, synthetic, train_same_size, n_synthetic_total)
 
-    steps = ["column shapes", "pair trends", "detection", "ML efficacy", "privacy"]
-    bar = tqdm(total=len(steps), desc="evaluate", disable=not progress, leave=False)
 
-    def step(name: str) -> None:
-        bar.set_postfix_str(name)
+# Metric groups that run apart (a Prefect task each): frames -> JSON-able numbers only.
+def _column_shapes(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    return column_shapes(f.train, f.synthetic, schema).model_dump()
 
-    try:
-        step(steps[0])
-        shapes = column_shapes(train, synthetic, schema)
-        bar.update()
-        step(steps[1])
-        pairs = pair_trends(train, synthetic, schema)
-        bar.update()
-        step(steps[2])
-        encoder = TableEncoder.fit(train, schema)
-        detection = detection_auc(train, synthetic, encoder, seed=seed)
-        bar.update()
-        step(steps[3])
-        efficacy = ml_efficacy(train_same_size, holdout, synthetic, schema, seed=seed)
-        bar.update()
-        step(steps[4])
-        privacy = privacy_metrics(train, holdout, synthetic, schema, encoder, seed=seed)
-        bar.update()
-    finally:
-        bar.close()
+
+def _pair_trends(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    return pair_trends(f.train, f.synthetic, schema).model_dump()
+
+
+def _detection(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    encoder = TableEncoder.fit(f.train, schema)
+    return detection_auc(f.train, f.synthetic, encoder, seed=seed).model_dump()
+
+
+def _ml_efficacy(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any] | None:
+    efficacy = ml_efficacy(f.train_same_size, f.holdout, f.synthetic, schema, seed=seed)
+    return None if efficacy is None else efficacy.model_dump()
+
+
+def _privacy_distances(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    out = privacy_distances(f.train, f.holdout, f.synthetic, schema)
+    return {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in out.items()}
+
+
+def _membership(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    return membership_risk(f.train, f.holdout, f.synthetic, schema, seed=seed)
+
+
+EVALUATION_PARTS: dict[str, Callable[[EvalFrames, TableSchema, int], dict[str, Any] | None]] = {
+    "column_shapes": _column_shapes,
+    "pair_trends": _pair_trends,
+    "detection": _detection,
+    "ml_efficacy": _ml_efficacy,
+    "privacy_distances": _privacy_distances,
+    "membership": _membership,
+}
+"""Independent metric groups, by name. Each is deterministic in (frames, schema, seed)."""
+
+
+def evaluate_part(
+    name: str,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    *,
+    seed: int = 0,
+    max_rows: int = 10_000,
+) -> dict[str, Any] | None:
+    """One metric group on its own, as `evaluate_table` computes it: the same seeded
+    subsample, the same numbers. Returns metric numbers and column names, never data values."""
+    if name not in EVALUATION_PARTS:
+        raise ValueError(f"unknown evaluation part {name!r}; parts: {list(EVALUATION_PARTS)}")
+    frames = prepare_frames(train, holdout, synthetic, schema, seed=seed, max_rows=max_rows)
+    return EVALUATION_PARTS[name](frames, schema, seed)
+
+
+def combine_parts(
+    parts: Mapping[str, dict[str, Any] | None],
+    sizes: Mapping[str, int],
+    schema: TableSchema,
+    thresholds: Thresholds,
+    *,
+    seed: int = 0,
+    override: bool = False,
+    override_reason: str | None = None,
+) -> TableEvaluation:
+    """Assemble the parts' numbers (from `evaluate_part`, in any order) and apply the gate."""
+    missing = [name for name in EVALUATION_PARTS if name not in parts]
+    if missing:
+        raise ValueError(f"evaluation parts missing: {missing}")
+    shapes = ColumnShapes.model_validate(parts["column_shapes"])
+    pairs = PairTrends.model_validate(parts["pair_trends"])
+    detection = Detection.model_validate(parts["detection"])
+    raw_efficacy = parts["ml_efficacy"]
+    efficacy = None if raw_efficacy is None else Efficacy.model_validate(raw_efficacy)
+    privacy = Privacy.model_validate(
+        {**(parts["privacy_distances"] or {}), **(parts["membership"] or {})}
+    )
 
     metrics: dict[str, float | int | None] = {
         "column_shapes": shapes.score,
@@ -174,10 +243,10 @@ def evaluate_table(
         "dcr_share": privacy.dcr_share,
         "nndr_low_share": privacy.nndr_low_share,
         "mia_auc": privacy.mia_auc,
-        "n_train": len(train),
-        "n_holdout": len(holdout),
-        "n_synthetic": len(synthetic),
-        "n_synthetic_total": n_synthetic_total,
+        "n_train": sizes["n_train"],
+        "n_holdout": sizes["n_holdout"],
+        "n_synthetic": sizes["n_synthetic"],
+        "n_synthetic_total": sizes["n_synthetic_total"],
     }
     gate = apply_gate(
         {k: v for k, v in metrics.items() if not k.startswith("n_")},  # type: ignore[misc]
@@ -195,4 +264,43 @@ def evaluate_table(
         gate=gate,
         kinds={c.name: c.kind for c in schema.modelled},
         seed=seed,
+    )
+
+
+def evaluate_table(
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    thresholds: Thresholds,
+    *,
+    seed: int = 0,
+    max_rows: int = 10_000,
+    progress: bool = True,
+    override: bool = False,
+    override_reason: str | None = None,
+) -> TableEvaluation:
+    """Run every check and the gate: the `EVALUATION_PARTS` in turn, then `combine_parts`.
+
+    Synthetic and holdout are subsampled (seeded) to `max_rows`; train is kept whole for
+    copy/distance checks (a copy of any training row must be found) and for marginals, and
+    subsampled to the synthetic size where a model is trained on it (detection, TRTR), so the
+    TSTR gap measures quality and not training-set size.
+    """
+    frames = prepare_frames(train, holdout, synthetic, schema, seed=seed, max_rows=max_rows)
+    parts: dict[str, dict[str, Any] | None] = {}
+    bar = tqdm(total=len(EVALUATION_PARTS), desc="evaluate", disable=not progress, leave=False)
+    with bar:
+        for name, part in EVALUATION_PARTS.items():
+            bar.set_postfix_str(name.replace("_", " "))
+            parts[name] = part(frames, schema, seed)
+            bar.update()
+    return combine_parts(
+        parts,
+        frames.sizes,
+        schema,
+        thresholds,
+        seed=seed,
+        override=override,
+        override_reason=override_reason,
     )

@@ -16,18 +16,11 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from flows.synthesize import GATE_FAILED, TASK_OPTS, synthesize
+from flows.synthesize import GATE_FAILED, TASK_OPTS, flow_for, job_run_name
 from synth.config import JobSpec
 from synth.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
 
 CACHE_ARTIFACT = "synth-cache"
-
-
-def run_name() -> str:
-    """`<job>-<UTC time>`: readable in the UI and in `synth runs`."""
-    spec = flow_run.parameters.get("spec")
-    job = spec.get("name") if isinstance(spec, dict) else getattr(spec, "name", "synth-job")
-    return f"{job}-{now():%Y%m%d-%H%M%S}"
 
 
 @task(name="fingerprint", retries=2, retry_delay_seconds=5, **TASK_OPTS)
@@ -71,7 +64,7 @@ def _report_cache_hit(hit: CacheEntry, key: str) -> str:
     return message
 
 
-@flow(name="synth-job", flow_run_name=run_name, log_prints=False)
+@flow(name="synth-job", flow_run_name=job_run_name, log_prints=False)
 def synth_job(
     spec: JobSpec, output_root: str = "out/runs", force: bool = False, progress: bool = False
 ) -> dict[str, Any] | State:
@@ -109,7 +102,7 @@ def _run(
 
     out = root.run_dir(run_id).resolve()
     job = spec.model_copy(update={"export": spec.export.model_copy(update={"out": out})})
-    state = synthesize(job, progress=progress, return_state=True)
+    state = flow_for(job)(job, progress=progress, return_state=True)
     manifest.finished_at = now()
     if state.is_completed():
         result = state.result()

@@ -9,20 +9,24 @@ cache, log line or artifact.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from evaluation.gate import GateResult
 from evaluation.report import summary_rows
+from flows.runners import pin_torch_threads, task_runner_for
 from synth import image_pipeline, pipeline
+from synth.checkpoint import checkpoint_step
 from synth.config import JobSpec
-from synth.pipeline import JobPaths
+from synth.pipeline import JobPaths, ShardPlan
 
 GATE_FAILED = "GateFailed"
 # Reading files can fail for passing reasons (network filesystems); training and sampling
@@ -50,8 +54,13 @@ def split_task(spec: JobSpec, paths: JobPaths, source: Any) -> Path:
 def train_task(
     spec: JobSpec, paths: JobPaths, source: Any, split_path: Path, progress: bool
 ) -> str:
+    logger = get_run_logger()
+    start = checkpoint_step(paths.model) if spec.training.resume else None
+    if start:
+        # A retry (or a re-run into the same directory) picks up where the last run stopped.
+        logger.info("resuming training from the checkpoint at step %d", start)
     model_hash = steps_for(spec).train(spec, paths, source, split_path, progress)
-    get_run_logger().info("trained %d steps; model sha256 %s", spec.training.steps, model_hash[:12])
+    logger.info("trained %d steps; model sha256 %s", spec.training.steps, model_hash[:12])
     return model_hash
 
 
@@ -67,6 +76,46 @@ def evaluate_task(
     spec: JobSpec, paths: JobPaths, source: Any, split_path: Path, lineage: dict, progress: bool
 ) -> dict[str, Any]:
     report = steps_for(spec).evaluate(spec, paths, source, split_path, lineage, progress)
+    publish_report(report)
+    return report
+
+
+@task(name="sample-shard", task_run_name="sample-shard-{plan.index}", retries=1, **TASK_OPTS)
+def sample_shard_task(spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
+    """One shard of a table job, on whichever worker is free; returns its staged file."""
+    threads = pin_torch_threads()
+    path = pipeline.sample_shard(spec, paths, plan)
+    where = f"on a Dask worker, {threads} torch thread(s)" if threads else "in the flow process"
+    get_run_logger().info("shard %d: %d rows, %s", plan.index, plan.rows, where)
+    return path
+
+
+@task(name="finish-staging", **TASK_OPTS)
+def finish_staging_task(paths: JobPaths, plans: list[ShardPlan], shard_files: list[Path]) -> int:
+    n = pipeline.finish_staging(paths, plans)
+    get_run_logger().info("sampled %d synthetic rows in %d shard(s)", n, len(shard_files))
+    return n
+
+
+@task(name="evaluate-part", task_run_name="evaluate-{part}", **TASK_OPTS)
+def evaluate_part_task(
+    spec: JobSpec, paths: JobPaths, source: Any, split_path: Path, part: str
+) -> dict[str, Any] | None:
+    """One metric group: re-reads the rows from their files, returns metric numbers only."""
+    pin_torch_threads()
+    return pipeline.evaluate_part(spec, paths, source, split_path, part)
+
+
+@task(name="report", **TASK_OPTS)
+def report_task(
+    spec: JobSpec,
+    paths: JobPaths,
+    source: Any,
+    split_path: Path,
+    parts: dict[str, dict[str, Any] | None],
+    lineage: dict,
+) -> dict[str, Any]:
+    report = pipeline.report_from_parts(spec, paths, source, split_path, parts, lineage)
     publish_report(report)
     return report
 
@@ -111,16 +160,62 @@ def publish_report(report: dict[str, Any]) -> None:
     )
 
 
-@flow(name="synthesize", log_prints=False)
+def sample_and_evaluate(
+    spec: JobSpec,
+    paths: JobPaths,
+    source: Any,
+    split_path: Path,
+    lineage: dict[str, Any],
+    progress: bool,
+) -> tuple[int, dict[str, Any]]:
+    """Sample and evaluate: (rows, report). Tables fan out (a task per shard, then a task per
+    metric group) so a parallel task runner spreads them over its workers; images run as
+    one task each."""
+    n_train = pipeline.split_sizes(split_path)[0]
+    if spec.source.modality != "table":
+        n_rows = sample_task(spec, paths, n_train, progress)
+        return n_rows, evaluate_task(spec, paths, source, split_path, lineage, progress)
+    plans = pipeline.plan_shards(spec, n_train)
+    pipeline.start_staging(paths)
+    shards = sample_shard_task.map(unmapped(spec), unmapped(paths), plans)
+    n_rows = finish_staging_task(paths, plans, shards)
+    futures = {
+        part: evaluate_part_task.submit(spec, paths, source, split_path, part)
+        for part in pipeline.evaluation_parts()
+    }
+    parts = {part: future.result() for part, future in futures.items()}
+    return n_rows, report_task(spec, paths, source, split_path, parts, lineage)
+
+
+def flow_for(spec: JobSpec) -> Flow:
+    """`synthesize`, on the task runner `spec.runtime` asks for (see `task_runner_for`)."""
+    runner = task_runner_for(spec)
+    return synthesize if runner is None else synthesize.with_options(task_runner=runner)
+
+
+def job_run_name() -> str:
+    """`<job name>-<UTC time>`: readable in the UI and in `synth runs`."""
+    spec = flow_run.parameters.get("spec")
+    job = spec.get("name") if isinstance(spec, dict) else getattr(spec, "name", "synth-job")
+    return f"{job}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+
+
+@flow(name="synthesize", flow_run_name=job_run_name, log_prints=False)
 def synthesize(spec: JobSpec, progress: bool = True) -> dict[str, Any] | State:
     """Make a gated synthetic copy of a protected table or image set, and export it."""
     paths = JobPaths(Path(spec.export.out))
+    # One run at a time per output directory: a second run of the same job fails fast
+    # instead of mixing its checkpoints and staged rows with the first one's.
+    with pipeline.exclusive(paths):
+        return _run_steps(spec, paths, progress)
+
+
+def _run_steps(spec: JobSpec, paths: JobPaths, progress: bool) -> dict[str, Any] | State:
     source = load_task(spec, paths)
     split_path = split_task(spec, paths, source)
     model_hash = train_task(spec, paths, source, split_path, progress)
-    sample_task(spec, paths, pipeline.split_sizes(split_path)[0], progress)
     lineage = pipeline.lineage_for(spec, source, split_path, model_hash)
-    report = evaluate_task(spec, paths, source, split_path, lineage, progress)
+    n_rows, report = sample_and_evaluate(spec, paths, source, split_path, lineage, progress)
     failures = gate_task(report, paths)
     if failures:
         # A verdict, not a crash: fail the run with the numbers and no traceback.
@@ -131,6 +226,8 @@ def synthesize(spec: JobSpec, progress: bool = True) -> dict[str, Any] | State:
         "files": [str(f) for f in files],
         "report_json": str(paths.report_json),
         "report_html": str(paths.report_html),
+        "rows": n_rows,
+        "lineage": lineage,
         "gate": report["gate"],
         "metrics": report["metrics"],
     }

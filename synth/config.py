@@ -158,6 +158,22 @@ class ExportSpec(_Strict):
     id_strategy: Literal["regenerate", "drop"] = "regenerate"
 
 
+class RuntimeSpec(_Strict):
+    """How the job runs, not what it makes: excluded from `JobSpec.spec_hash`."""
+
+    task_runner: Literal["default", "dask"] = "default"
+    """`dask` fans the sampling shards and the evaluation checks out over a Dask cluster;
+    `default` runs the same tasks on Prefect's thread pool in this process."""
+    dask_address: str | None = None
+    """An existing cluster's scheduler, e.g. tcp://scheduler:8786 (started with `dask scheduler`
+    or dask-kubernetes); None starts a LocalCluster for the run and stops it after."""
+    dask_workers: int | None = Field(None, ge=1)
+    """LocalCluster worker processes; default min(2, CPU cores)."""
+    dask_threads_per_worker: int = Field(1, ge=1)
+    """Threads per LocalCluster worker, and torch's intra-op threads there: one thread per
+    process keeps N workers from oversubscribing N cores."""
+
+
 IMAGE_TRAINING_DEFAULTS: dict[str, Any] = {
     "steps": 800,
     "batch_size": 64,
@@ -179,6 +195,7 @@ class JobSpec(_Strict):
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
 
     @model_validator(mode="after")
     def _modality_defaults(self) -> JobSpec:
@@ -194,8 +211,10 @@ class JobSpec(_Strict):
         return self
 
     def spec_hash(self) -> str:
-        """Content hash of the spec, for lineage and caching."""
-        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()
+        """Content hash of the spec, for lineage and caching. `runtime` is left out: where and
+        how a job runs does not change what it makes."""
+        what = self.model_dump(mode="json", exclude={"runtime"})
+        blob = json.dumps(what, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
 
