@@ -544,6 +544,7 @@ def lineage_for(spec: JobSpec, source: Any, split_path: Path, model_hash_: str) 
         extra={
             "job": spec.name,
             "modality": spec.source.modality,
+            "target": spec.source.target,
             "gate_override": spec.evaluation.override_gate,
             "gate_override_reason": spec.evaluation.override_reason,
         },

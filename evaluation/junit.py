@@ -1,0 +1,42 @@
+"""`ValidationResult` as JUnit XML, the test-report format CI systems display: one test suite
+`synth-validate`, one test case per check, a failure carrying the check's reason."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+from junitparser import Failure, JUnitXml, TestCase, TestSuite
+
+from evaluation.validate import ValidationResult
+from synth.atomic import atomic_write_bytes
+
+SUITE = "synth-validate"
+
+
+def to_junit(result: ValidationResult) -> JUnitXml:
+    """The result as a JUnit document (passing checks keep their reason as system-out)."""
+    suite = TestSuite(SUITE)
+    for check in result.checks:
+        case = TestCase(check.name, classname=f"{SUITE}.{result.format}", time=0.0)
+        if check.passed:
+            case.system_out = check.reason
+        else:
+            case.result = [Failure(message=check.reason, type_="ValidationFailure")]
+        suite.add_testcase(case)
+    suite.add_property("export", result.path)
+    suite.add_property("format", result.format)
+    if result.overridden:
+        suite.add_property("gate_override_reason", str(result.override_reason))
+    suite.update_statistics()
+    xml = JUnitXml()
+    xml.add_testsuite(suite)
+    return xml
+
+
+def write_junit(result: ValidationResult, path: str | os.PathLike[str]) -> Path:
+    """Write the JUnit XML to `path` atomically (a CI step never reads half a file)."""
+    buf = io.BytesIO()
+    to_junit(result).write(buf, pretty=True)
+    return atomic_write_bytes(path, buf.getvalue())

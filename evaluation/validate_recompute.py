@@ -1,0 +1,249 @@
+"""The `recompute.*` checks: measure the exported rows (or images) again against the real
+train and holdout data, and gate them with the thresholds the export's report recorded.
+
+A report is a claim; this is the evidence. An export whose report was edited to say
+"passed", or produced by a job whose evaluation was skipped, fails here with the metric.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from pydantic import BaseModel
+
+from evaluation.gate import GateResult
+from synth.config import ImageThresholds, Thresholds
+from synth.errors import InputDataError
+
+if TYPE_CHECKING:
+    from evaluation.validate import Check, Export
+
+
+def recorded_thresholds(report: dict[str, Any], model: type[BaseModel]) -> BaseModel:
+    """The thresholds the report's gate used; defaults for any it does not record."""
+    checks = ((report.get("gate") or {}).get("checks")) or []
+    known = set(model.model_fields)
+    values = {
+        f"{c.get('name')}_{c.get('bound')}": c.get("threshold")
+        for c in checks
+        if isinstance(c, dict) and isinstance(c.get("threshold"), int | float)
+    }
+    return model(**{k: v for k, v in values.items() if k in known})
+
+
+def _overridden_failures(report: dict[str, Any]) -> set[str]:
+    """Checks the report recorded as failing under an override with a reason: failing again
+    is what the override already accepted."""
+    gate = report.get("gate") or {}
+    if not (gate.get("overridden") and str(gate.get("override_reason") or "").strip()):
+        return set()
+    return {
+        str(c.get("name"))
+        for c in gate.get("checks") or []
+        if isinstance(c, dict) and c.get("applicable", True) and not c.get("passed")
+    }
+
+
+def gate_checks(gate: GateResult, report: dict[str, Any]) -> list[Check]:
+    """One `recompute.<metric>` check per gate metric, with value and threshold."""
+    from evaluation.validate import Check
+
+    accepted = _overridden_failures(report)
+    out = []
+    for c in gate.checks:
+        name = f"recompute.{c.name}"
+        if not c.applicable:
+            out.append(Check(name=name, passed=True, reason=f"{c.name}: not applicable"))
+        elif c.passed:
+            out.append(Check(name=name, passed=True, reason=c.line()))
+        elif c.name in accepted:
+            out.append(Check(name=name, passed=True, reason=f"{c.line()} (OVERRIDDEN, recorded)"))
+        else:
+            out.append(Check(name=name, passed=False, reason=c.line()))
+    return out
+
+
+def _seed(seed: int | None, report: dict[str, Any]) -> int:
+    if seed is not None:
+        return seed
+    stored = report.get("seed")
+    return stored if isinstance(stored, int) else 0
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _target(target: str | None, meta: dict[str, Any], report: dict[str, Any]) -> str | None:
+    """--target, else a target the lineage records; refuse to silently skip TSTR."""
+    if target is not None:
+        return target
+    lineage = meta.get("lineage") or {}
+    for found in (lineage.get("target"), (lineage.get("source") or {}).get("target")):
+        if isinstance(found, str):
+            return found
+    if (report.get("metrics") or {}).get("tstr") is not None:
+        raise InputDataError(
+            "the export's report measured TSTR on a target column the export does not name: "
+            "pass --target COLUMN"
+        )
+    return None
+
+
+def export_rows(export: Export) -> pd.DataFrame:
+    """The exported rows, read back from the Parquet files (manifest order)."""
+    names = export.data_files if export.selected else list(export.entries) or export.data_files
+    frames = [pq.read_table(export.root / n).to_pandas() for n in names]
+    if not frames:
+        raise InputDataError(f"{str(export.root)!r} holds no Parquet rows to evaluate")
+    return pd.concat(frames, ignore_index=True)
+
+
+def recompute_table(
+    export: Export,
+    meta: dict[str, Any],
+    real: Path,
+    holdout: Path,
+    *,
+    target: str | None,
+    seed: int | None,
+    progress: bool,
+) -> list[Check]:
+    from evaluation.table import evaluate_table
+    from synth.data.io import load_table
+    from synth.data.schema import infer_schema
+
+    report = meta.get("report") or {}
+    real_df, holdout_df = load_table(real), load_table(holdout)
+    schema = infer_schema(real_df, _target(target, meta, report))
+    evaluation = evaluate_table(
+        real_df,
+        holdout_df,
+        export_rows(export),
+        schema,
+        recorded_thresholds(report, Thresholds),  # type: ignore[arg-type]
+        seed=_seed(seed, report),
+        progress=progress,
+    )
+    return gate_checks(evaluation.gate, report)
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _image_parquet(export: Export) -> tuple[np.ndarray, list[str | None]]:
+    """[N, C, H, W] floats in [0, 1] and the label names, decoded from the PNG rows."""
+    from synth.export.image_parquet import decode_png
+
+    table = export_rows(export)
+    images, labels = [], []
+    for png, label in zip(table["image"], table["label"], strict=True):
+        arr = decode_png(png)
+        scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+        x = arr.astype(np.float32) / scale
+        images.append(x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0))
+        labels.append(None if label is None or pd.isna(label) else str(label))
+    return np.stack(images), labels
+
+
+def _dicom(export: Export) -> tuple[np.ndarray, list[str | None]]:
+    """The exported DICOM images mapped back to [0, 1] over the value range the export
+    recorded (the source's), and each file's label."""
+    import pydicom
+
+    from synth.config import ImageSourceSpec
+    from synth.export.dicom import read_dicom_label
+    from synth.images.io import load_images
+
+    manifest = export.manifest or {}
+    lo, hi = (manifest.get("pixels") or {}).get("value_range") or (None, None)
+    names = sorted(export.data_files)
+    if not names:
+        raise InputDataError(f"{str(export.root)!r} holds no DICOM files to evaluate")
+    first = pydicom.dcmread(export.root / names[0], stop_before_pixels=True)
+    window = None if lo is None or hi is None or hi <= lo else ((lo + hi) / 2, hi - lo)
+    spec = ImageSourceSpec(resolution=int(first.Rows), labels="none", window=window)
+    images = load_images(export.root, spec, format="dicom").images
+    attribute = str(manifest.get("label_attribute") or "ImageComments")
+    labels = [
+        read_dicom_label(pydicom.dcmread(export.root / n, stop_before_pixels=True), attribute)
+        for n in names
+    ]
+    return images, labels
+
+
+def _label_indices(labels: list[str | None], class_names: list[str]) -> np.ndarray | None:
+    if not class_names or all(lab is None for lab in labels):
+        return None
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({str(lab) for lab in labels if lab not in index})
+    if unknown:
+        raise InputDataError(
+            f"the export holds classes {unknown[:5]} that are no class folder of the real "
+            f"images ({class_names[:5]}...): point --real at the training image folders"
+        )
+    return np.asarray([index[lab] for lab in labels], dtype=np.int64)
+
+
+def recompute_images(
+    export: Export,
+    meta: dict[str, Any],
+    real: Path,
+    holdout: Path,
+    *,
+    seed: int | None,
+    progress: bool,
+) -> list[Check]:
+    from evaluation.images.evaluate import evaluate_images
+    from synth.config import ImageSourceSpec
+    from synth.images.io import load_images
+
+    for label, folder in (("--real", real), ("--holdout", holdout)):
+        if not folder.is_dir():
+            raise InputDataError(
+                f"{label} {str(folder)!r} is not a folder: an image export is checked against "
+                "folders of real images"
+            )
+    report = meta.get("report") or {}
+    images, names = _dicom(export) if export.format == "dicom" else _image_parquet(export)
+    spec = ImageSourceSpec(resolution=int(images.shape[-1]), channels=int(images.shape[1]))
+    train, held = load_images(real, spec), load_images(holdout, spec)
+    if held.labels is not None and held.class_names != train.class_names:
+        raise InputDataError("--real and --holdout must use the same class folders")
+    evaluation = evaluate_images(
+        train.images,
+        train.labels,
+        held.images,
+        held.labels,
+        images,
+        _label_indices(names, train.class_names) if train.labels is not None else None,
+        recorded_thresholds(report, ImageThresholds),  # type: ignore[arg-type]
+        class_names=train.class_names or None,
+        seed=_seed(seed, report),
+        progress=progress,
+    )
+    return gate_checks(evaluation.gate, report)
+
+
+def recompute(
+    export: Export,
+    meta: dict[str, Any],
+    real: Path,
+    holdout: Path,
+    *,
+    target: str | None,
+    seed: int | None,
+    progress: bool,
+) -> list[Check]:
+    """The `recompute.*` checks for the export's modality."""
+    for label, path in (("--real", real), ("--holdout", holdout)):
+        if not path.exists():
+            raise InputDataError(f"{label} {str(path)!r} does not exist: check the path")
+    if export.format == "parquet":
+        return recompute_table(
+            export, meta, real, holdout, target=target, seed=seed, progress=progress
+        )
+    return recompute_images(export, meta, real, holdout, seed=seed, progress=progress)
