@@ -143,9 +143,8 @@ def run(
     run_job(spec, progress=progress)
 
 
-def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
-    """Check the input before anything is written, then run the Prefect flow."""
-    # Bad input fails here, fast, leaving nothing behind.
+def _preflight(spec: JobSpec) -> None:
+    """Bad input fails here, fast, leaving nothing behind."""
     if spec.source.modality == "image":
         from synth import image_pipeline
 
@@ -154,9 +153,14 @@ def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
         from synth import pipeline
 
         pipeline.read_source(spec)
-    from flows.synthesize import GATE_FAILED, synthesize
 
-    state = synthesize(spec, progress=progress, return_state=True)
+
+def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
+    """Check the input before anything is written, then run the Prefect flow."""
+    _preflight(spec)
+    from flows.synthesize import GATE_FAILED, flow_for
+
+    state = flow_for(spec)(spec, progress=progress, return_state=True)
     out = Path(spec.export.out)
     if state.is_failed() and state.name == GATE_FAILED:
         _print_outcome(out, None)
@@ -170,6 +174,157 @@ def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     result = state.result()
     _print_outcome(out, Path(result["export"]))
     return result
+
+
+@app.command()
+@_friendly
+def request(
+    request_file: Annotated[
+        Path | None, typer.Argument(help="Request YAML (source, rows, conditions, thresholds).")
+    ] = None,
+    data: Annotated[Path | None, typer.Option(help="The source table or image folder.")] = None,
+    rows: Annotated[int | None, typer.Option(help="Rows (or images) wanted.")] = None,
+    target: Annotated[str | None, typer.Option(help="Label column (tables).")] = None,
+    modality: Annotated[str | None, typer.Option(help="table or image.")] = None,
+    condition: Annotated[
+        list[str] | None, typer.Option(help="Exact label count: --condition Yes=500 (repeat).")
+    ] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(help="A stricter gate threshold: --threshold dcr_share_max=0.55 (repeat)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A readable name for the run.")] = None,
+    base: Annotated[
+        Path | None, typer.Option(help="Job spec to start from (model, training budget).")
+    ] = None,
+    root: Annotated[Path | None, typer.Option(help="Output root (default out/runs).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    deployment: Annotated[
+        str | None,
+        typer.Option(help="Submit to this deployment (e.g. synth-job/requests) and return."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Retrain even if a cached export matches.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Ask for a synthetic dataset: validated first, then run (or submitted) as a flow run."""
+    from synth.request import load_request
+
+    req = load_request(
+        request_file,
+        source=str(data) if data else None,
+        rows=rows,
+        target=target,
+        modality=modality,
+        conditions=_pairs(condition, int, "--condition LABEL=COUNT") if condition else None,
+        thresholds=_pairs(threshold, float, "--threshold NAME=VALUE") if threshold else None,
+        name=name,
+        base=str(base) if base else None,
+        output_root=str(root) if root else None,
+        seed=seed,
+    )
+    spec = req.to_job_spec()
+    output_root = str(req.output_root.resolve())
+    _preflight(spec)
+    if deployment:
+        from prefect.deployments import run_deployment
+
+        flow_run = run_deployment(
+            deployment,
+            parameters={"spec": spec.model_dump(mode="json"), "output_root": output_root},
+            timeout=0,
+        )
+        console.print(f"submitted: flow run [bold]{flow_run.name}[/] ({flow_run.id})")
+        console.print(f"follow it with: synth runs --root {output_root}")
+        return
+    run_request(spec, output_root, force=force, progress=progress)
+
+
+def _relative(path: str | None, root: Path) -> str:
+    if not path:
+        return "-"
+    try:
+        parts = Path(path).relative_to(root.resolve()).parts
+    except ValueError:
+        return path
+    if len(parts) > 2 and parts[0] == "runs":  # run ids are long: the table shows 8 chars
+        parts = (parts[0], parts[1][:8] + "…", *parts[2:])
+    return "/".join(parts)
+
+
+def _pairs(items: list[str], cast: Any, usage: str) -> dict[str, Any]:
+    from synth.errors import ConfigError
+
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            if not sep or not key:
+                raise ValueError
+            pairs[key.strip()] = cast(value)
+        except ValueError:
+            raise ConfigError(f"expected {usage}, got {item!r}") from None
+    return pairs
+
+
+def run_request(
+    spec: JobSpec, output_root: str, force: bool = False, progress: bool = True
+) -> dict[str, Any]:
+    """Run the `synth-job` flow here (against PREFECT_API_URL, or an ephemeral server)."""
+    from flows.jobs import synth_job
+    from synth.runs import OutputRoot
+
+    state = synth_job(spec, output_root, force=force, progress=progress, return_state=True)
+    runs = [m for m in OutputRoot(output_root).runs() if m.job == spec.name]
+    manifest = runs[-1] if runs else None
+    if manifest is not None:
+        console.print(f"run: [bold]{manifest.name}[/] ({manifest.run_id}): {manifest.status}")
+        if manifest.status == "cached":
+            console.print(f"[green]{manifest.message}[/]")
+        else:
+            _print_outcome(Path(output_root) / "runs" / manifest.run_id, None)
+        if manifest.export and manifest.status in ("completed", "cached"):
+            console.print(f"export: [bold]{manifest.export}[/]")
+    if state.is_failed():
+        raise (GateFailedError if manifest and manifest.status == "gate_failed" else SynthError)(
+            state.message or "the job failed"
+        )
+    return state.result()
+
+
+@app.command()
+@_friendly
+def runs(
+    root: Annotated[Path, typer.Option(help="Output root.")] = Path("out/runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
+) -> None:
+    """List the runs under an output root: status, gate verdict, rows, export and lineage."""
+    from synth.runs import OutputRoot
+
+    manifests = OutputRoot(root).runs()
+    if as_json:
+        console.print_json(json.dumps([m.model_dump(mode="json") for m in manifests]))
+        return
+    if not manifests:
+        console.print(f"no runs under {root}")
+        return
+    table = Table(title=f"Runs under {root}", title_justify="left")
+    for col in ("run", "name", "status", "gate", "rows", "export", "data", "model"):
+        table.add_column(col, overflow="fold")
+    colours = {"completed": "green", "cached": "cyan", "running": "yellow", "interrupted": "red"}
+    for m in manifests:
+        lineage = m.lineage or {}
+        colour = colours.get(m.status, "red")
+        table.add_row(
+            m.run_id[:8],
+            m.name,
+            f"[{colour}]{m.status}[/]",
+            m.gate or "-",
+            "-" if m.rows is None else f"{m.rows:,}",
+            _relative(m.export, root),
+            str(lineage.get("data_hash", "-"))[:8],
+            str(lineage.get("model_hash", "-"))[:8],
+        )
+    console.print(table)
 
 
 @app.command()
@@ -289,6 +444,112 @@ def _evaluate_images(
 
 @app.command()
 @_friendly
+def validate(
+    export: Annotated[
+        Path, typer.Argument(help="Export folder (Parquet or DICOM), or one part-NNNNN.parquet.")
+    ],
+    real: Annotated[
+        Path | None, typer.Option(help="Real train data: recompute the checks on the export.")
+    ] = None,
+    holdout: Annotated[Path | None, typer.Option(help="Real holdout data (with --real).")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column for TSTR (tables).")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write the checks as JUnit XML here.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for recomputing (default: the report's).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = False,
+) -> None:
+    """Check an export for CI: manifest, checksums, schema, gate (and recomputed metrics with
+    --real/--holdout). Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
+    from rich.markup import escape
+
+    from evaluation.junit import write_junit
+    from evaluation.validate import validate_export
+    from synth.errors import ConfigError
+
+    if (real is None) != (holdout is None):
+        raise ConfigError("--real and --holdout go together: give both, or neither")
+    result = validate_export(
+        export, real=real, holdout=holdout, target=target, seed=seed, progress=progress
+    )
+    table = Table(title=escape(f"validate {export} ({result.format})"), title_justify="left")
+    for col in ("check", "status", "detail"):
+        table.add_column(col, overflow="fold")
+    for check in result.checks:
+        status = "[green]pass[/]" if check.passed else "[bold red]FAIL[/]"
+        if check.passed and "OVERRIDDEN" in check.reason:
+            status = "[bold yellow]pass (overridden)[/]"
+        table.add_row(check.name, status, escape(check.reason))
+    console.print(table)
+    if junit is not None:
+        write_junit(result, junit)
+        console.print(f"junit: {escape(str(junit))}")
+    colour = "red" if not result.passed else ("yellow" if result.overridden else "green")
+    # One unwrapped line, so a CI log can be grepped for it.
+    console.print(f"[bold {colour}]{escape(result.summary())}[/]", soft_wrap=True)
+    if not result.passed:
+        raise typer.Exit(EXIT_GATE_FAILED)
+
+
+@app.command()
+@_friendly
+def train(
+    config: Annotated[Path, typer.Argument(help="Job spec YAML (configs/*.yaml).")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override any field: --set training.steps=500")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output directory (the model goes to OUT/model).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train only (load, split, train; no Prefect). On N GPUs:
+    `accelerate launch --num_processes N -m synth.cli train CONFIG`. A later `synth run` with
+    the same output directory resumes from OUT/model, and samples, checks and exports."""
+    from synth.config import load_spec, parse_set_option
+
+    overrides = _overrides(**{"export.out": str(out) if out else None})
+    for item in set_ or []:
+        key, value = parse_set_option(item)
+        overrides[key] = value
+    spec = load_spec(config, overrides)
+    _preflight(spec)
+    model = train_only(spec, progress=progress)
+    from synth.training import is_main_process, world_size
+
+    if is_main_process():
+        console.print(f"model: [bold]{model}[/] (trained by {world_size()} process(es))")
+
+
+def train_only(spec: JobSpec, progress: bool = True) -> Path:
+    """load -> split -> train through the plain pipeline steps; returns the model directory.
+
+    Under `accelerate launch` every process runs this. Only the main one writes into the job's
+    directory (schema, split, model; holding its lock); the others derive the same seeded
+    schema and split in a private temporary folder and only read the job's checkpoint.
+    """
+    import contextlib
+    import tempfile
+
+    from synth import image_pipeline, pipeline
+    from synth.training import is_main_process
+
+    steps = image_pipeline if spec.source.modality == "image" else pipeline
+    paths = pipeline.JobPaths(Path(spec.export.out))
+    main = is_main_process()
+    with (
+        tempfile.TemporaryDirectory(prefix="synth-train-") as scratch,
+        pipeline.exclusive(paths) if main else contextlib.nullcontext(),
+    ):
+        own = paths if main else pipeline.JobPaths(Path(scratch))
+        source = steps.load(spec, own)
+        split_path = steps.split(spec, own, source)
+        steps.train(spec, paths, source, split_path, progress)
+    return paths.model
+
+
+@app.command()
+@_friendly
 def schema(
     data: Annotated[Path, typer.Argument(help="Table to describe.")],
     target: Annotated[str | None, typer.Option(help="Target column.")] = None,
@@ -320,8 +581,18 @@ def demo(
     ] = "table",
     train_steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    write_split: Annotated[
+        bool,
+        typer.Option(
+            hidden=True,
+            help="Table demo: also write demo-data/train.csv and holdout.csv from the split "
+            "(for `synth validate --real/--holdout` in CI; the demo data is public).",
+        ),
+    ] = False,
 ) -> None:
     """Run a demo end to end: the Telco churn table, or scikit-learn's digits as DICOM files."""
+    if write_split and modality != "table":
+        raise SynthError("--write-split is for the table demo only")
     from synth.config import build_spec
 
     overrides = _overrides(**{"training.steps": train_steps})
@@ -357,6 +628,26 @@ def demo(
         overrides,
     )
     run_job(spec, progress=progress)
+    if write_split:
+        for path in write_demo_split(out, data_path):
+            console.print(f"demo split: {path}")
+
+
+def write_demo_split(out: Path, data_path: Path) -> tuple[Path, Path]:
+    """Write the demo job's train and holdout rows next to the demo table, from the split the
+    job stored in `out/.work/split.json`. Only for the public demo data: a real job never
+    copies protected rows out of its source."""
+    from synth.atomic import atomic_write_text
+    from synth.data.io import load_table
+    from synth.data.split import load_split
+    from synth.hashing import file_sha256
+
+    df = load_table(data_path)
+    train_idx, holdout_idx = load_split(out / ".work" / "split.json", file_sha256(data_path))
+    paths = (data_path.parent / "train.csv", data_path.parent / "holdout.csv")
+    for path, idx in zip(paths, (train_idx, holdout_idx), strict=True):
+        atomic_write_text(path, df.iloc[idx].to_csv(index=False))
+    return paths
 
 
 def write_demo_table(path: Path) -> Path:

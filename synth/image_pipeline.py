@@ -25,6 +25,7 @@ from synth.hashing import file_sha256
 from synth.images.io import ImageSet, ImageSourceInfo, image_set_hash, load_images
 from synth.images.synthesizer import ImageDiffusionSynthesizer
 from synth.pipeline import JobPaths
+from synth.training import is_main_process, wait_for_everyone
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,9 @@ def train(
     x, y, _, _ = real_sets(spec, loaded, split_path)
     synthesizer = _synthesizer(spec)
     synthesizer.fit(x, y, loaded.class_names, checkpoint_dir=paths.model, progress=progress)
-    synthesizer.save(paths.model)
+    if is_main_process():  # under `accelerate launch`, one process writes the model
+        synthesizer.save(paths.model)
+    wait_for_everyone()
     return file_sha256(paths.model / "unet")
 
 

@@ -34,6 +34,7 @@ from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
 from synth.labels import draw_labels
 from synth.tabular.diffusion import make_solver
+from synth.training import local_batch, make_accelerator, rank_seed
 
 KIND = "image-diffusion"
 CPU_SHARD_IMAGES = 256
@@ -109,7 +110,8 @@ class ImageDiffusionSynthesizer:
         self.label_counts_ = np.bincount(labels, minlength=n_classes).tolist() if use_labels else []
         self.resolution_, self.channels_ = height, channels
         torch.manual_seed(self.seed)
-        device = pick_device(self.device)
+        accelerator = make_accelerator(pick_device(self.device))  # one process, or one of N
+        device = accelerator.device
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.unet_ = self._unet(height, channels, n_classes)
         self.noise_scheduler_ = self._scheduler()
@@ -122,20 +124,23 @@ class ImageDiffusionSynthesizer:
         start = 0
         if spec.resume and has_checkpoint(checkpoint_dir):
             start = load_checkpoint(checkpoint_dir, unet, optimizer, lr_schedule, ema)
+        # DDP around the UNet when launched on N processes; the raw ones are checkpointed.
+        ddp_unet, ddp_optimizer = accelerator.prepare(unet, optimizer)
+        rank = accelerator.process_index
         x_all = torch.as_tensor(images, device=device) * 2 - 1  # diffusion works in [-1, 1]
         y_all = torch.as_tensor(labels, device=device) if use_labels else None
         alphas = self.noise_scheduler_.alphas_cumprod.to(device)
         self.noise_scheduler_.alphas_cumprod = alphas
-        generator = torch.Generator(device=device).manual_seed(self.seed + start)
-        batch = min(spec.batch_size, n)
-        losses: list[float] = []
+        generator = torch.Generator(device=device).manual_seed(rank_seed(self.seed + start, rank))
+        batch = local_batch(spec.batch_size, n, accelerator.num_processes)
+        losses: list[torch.Tensor] = []  # kept on the device: no host sync per step
         bar = tqdm(
             range(start, spec.steps),
             desc="train",
             initial=start,
             total=spec.steps,
             unit="step",
-            disable=not progress,
+            disable=not progress or not accelerator.is_local_main_process,
             dynamic_ncols=True,
         )
         for step in bar:
@@ -148,25 +153,29 @@ class ImageDiffusionSynthesizer:
                     < self.model.cond_drop_prob
                 )
                 class_labels = y_all[idx].masked_fill(drop, n_classes)
-            loss = self._loss(unet, x0, class_labels, generator).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-            optimizer.step()
+            loss = self._loss(ddp_unet, x0, class_labels, generator).mean()
+            ddp_optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(ddp_unet.parameters(), 1.0)
+            ddp_optimizer.step()
             lr_schedule.step()
             ema.step(unet.parameters())
-            losses.append(float(loss.detach()))
-            if step % 25 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+            losses.append(loss.detach())
+            if step % 25 == 0 and not bar.disable:
+                bar.set_postfix(loss=f"{float(torch.stack(losses[-50:]).mean()):.4f}")
             done = step + 1
             if checkpoint_dir is not None and (
                 done % spec.checkpoint_every == 0 or done == spec.steps
             ):
                 self.steps_trained_ = done
-                save_checkpoint(checkpoint_dir, self.save, unet, optimizer, lr_schedule, ema, done)
+                if accelerator.is_main_process:
+                    save_checkpoint(
+                        checkpoint_dir, self.save, unet, optimizer, lr_schedule, ema, done
+                    )
+                accelerator.wait_for_everyone()
         bar.close()
         self.steps_trained_ = spec.steps
-        self.final_loss_ = float(np.mean(losses[-100:])) if losses else None
+        self.final_loss_ = float(np.mean([float(v) for v in losses[-100:]])) if losses else None
         ema.copy_to(unet.parameters())
         unet.eval()
         return self
