@@ -49,9 +49,15 @@ def _wait(api: str, run_id: str, timeout: float = 600) -> dict:
     pytest.fail(f"flow run {run_id} did not finish in {timeout} s")
 
 
-def _logs(api: str, run_id: str) -> str:
-    logs = api_post(f"{api}/logs/filter", {"logs": {"flow_run_id": {"any_": [run_id]}}})
-    return "\n".join(entry["message"] for entry in logs)
+def _logs(api: str, run_id: str, wait_for: str, timeout: float = 60) -> str:
+    """The run's log text. Logs reach the API in batches, after the state may say COMPLETED."""
+    deadline = time.monotonic() + timeout
+    while True:
+        body = {"logs": {"flow_run_id": {"any_": [run_id]}}, "limit": 200}
+        text = "\n".join(e["message"] for e in api_post(f"{api}/logs/filter", body))
+        if wait_for in text or time.monotonic() > deadline:
+            return text
+        time.sleep(1)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +150,7 @@ def test_triggered_run_exports_then_a_rerun_hits_the_cache(deployed, tmp_path):
     cached = json.loads((root / "runs" / second["id"] / "run.json").read_text())
     assert cached["status"] == "cached" and cached["reused_from"] == first["id"]
     assert cached["export"] == str(run_dir.resolve() / "synthetic")
-    assert "skipping retraining" in _logs(api, second["id"])
+    assert "skipping retraining" in _logs(api, second["id"], wait_for="skipping retraining")
     tasks = api_post(f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": [second["id"]]}}})
     assert {t["name"].rsplit("-", 1)[0] for t in tasks} == {"fingerprint"}  # nothing trained
     arts = api_post(
