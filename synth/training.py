@@ -10,10 +10,21 @@ Only the main process writes files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import get_int_from_env
+from diffusers.optimization import get_cosine_schedule_with_warmup
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
+
+from synth.checkpoint import load_checkpoint, save_checkpoint
+from synth.config import TrainingSpec
 
 # The variables torchrun (`accelerate launch`) and the MPI launchers set for each process.
 _RANK_ENV = ["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"]
@@ -70,3 +81,86 @@ def wait_for_everyone() -> None:
     """A barrier across the launched processes; a no-op in a plain process."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
+
+
+LossFn = Callable[
+    [torch.nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]
+]
+"""(model, batch row indices, generator) -> (loss, named parts to show in the progress bar)."""
+
+
+def drop_labels(
+    labels: torch.Tensor, drop_prob: float, null_label: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Classifier-free guidance: replace a random share of the labels by the null label."""
+    drop = torch.rand(len(labels), device=labels.device, generator=generator) < drop_prob
+    return labels.masked_fill(drop, null_label)
+
+
+def train_loop(
+    model: torch.nn.Module,
+    accelerator: Accelerator,
+    spec: TrainingSpec,
+    *,
+    n_rows: int,
+    seed: int,
+    loss_fn: LossFn,
+    checkpoint_dir: Path | None,
+    resume: bool,
+    save: Callable[[Path], Any],
+    on_checkpoint: Callable[[int], None],
+    progress: bool,
+) -> float | None:
+    """The training both synthesizers share: AdamW with a warmup-cosine learning rate and an
+    EMA of the weights, `spec.steps` steps of batches drawn from `n_rows` rows, resumed from
+    and checkpointed to `checkpoint_dir` (`on_checkpoint(step)` runs before each save).
+
+    Leaves the EMA weights in `model`, in eval mode, and returns the mean loss of the last
+    100 steps (None when a resume had no steps left).
+    """
+    optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+    lr_schedule = get_cosine_schedule_with_warmup(optimizer, spec.warmup_steps, spec.steps)
+    ema = EMAModel(model.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
+    start = load_checkpoint(checkpoint_dir, model, optimizer, lr_schedule, ema) if resume else 0
+    # DDP around the model when launched on N processes; the raw ones are checkpointed.
+    ddp_model, ddp_optimizer = accelerator.prepare(model, optimizer)
+    device, rank = accelerator.device, accelerator.process_index
+    if rank:  # losses may draw from the global generator too
+        torch.manual_seed(rank_seed(seed, rank))
+    generator = torch.Generator(device=device).manual_seed(rank_seed(seed + start, rank))
+    batch = local_batch(spec.batch_size, n_rows, accelerator.num_processes)
+    losses: list[torch.Tensor] = []  # kept on the device: no host sync per step
+    bar = tqdm(
+        range(start, spec.steps),
+        desc="train",
+        initial=start,
+        total=spec.steps,
+        unit="step",
+        disable=not progress or not accelerator.is_local_main_process,
+        dynamic_ncols=True,
+    )
+    for step in bar:
+        idx = torch.randint(0, n_rows, (batch,), device=device, generator=generator)
+        loss, parts = loss_fn(ddp_model, idx, generator)
+        ddp_optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        accelerator.clip_grad_norm_(ddp_model.parameters(), 1.0)
+        ddp_optimizer.step()
+        lr_schedule.step()
+        ema.step(model.parameters())
+        losses.append(loss.detach())
+        if step % 25 == 0 and not bar.disable:
+            bar.set_postfix(
+                loss=f"{float(torch.stack(losses[-50:]).mean()):.4f}",
+                **{name: f"{float(part.detach()):.3f}" for name, part in parts.items()},
+            )
+        done = step + 1
+        if checkpoint_dir is not None and (done % spec.checkpoint_every == 0 or done == spec.steps):
+            on_checkpoint(done)
+            if accelerator.is_main_process:
+                save_checkpoint(checkpoint_dir, save, model, optimizer, lr_schedule, ema, done)
+            accelerator.wait_for_everyone()
+    bar.close()
+    ema.copy_to(model.parameters())  # sample with the EMA weights
+    model.eval()
+    return float(np.mean([float(v) for v in losses[-100:]])) if losses else None

@@ -18,15 +18,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
-from diffusers.optimization import get_cosine_schedule_with_warmup
-from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from synth.checkpoint import (
     has_checkpoint,
-    load_checkpoint,
     read_state,
-    save_checkpoint,
     write_state,
 )
 from synth.config import ImageModelSpec, TrainingSpec
@@ -34,7 +30,7 @@ from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
 from synth.labels import draw_labels
 from synth.tabular.diffusion import make_solver
-from synth.training import local_batch, make_accelerator, rank_seed
+from synth.training import drop_labels, make_accelerator, train_loop
 
 KIND = "image-diffusion"
 CPU_SHARD_IMAGES = 256
@@ -117,67 +113,33 @@ class ImageDiffusionSynthesizer:
         self.noise_scheduler_ = self._scheduler()
 
         unet = self.unet_.to(device).train()
-        spec = self.training
-        optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
-        lr_schedule = get_cosine_schedule_with_warmup(optimizer, spec.warmup_steps, spec.steps)
-        ema = EMAModel(unet.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
-        start = 0
-        if spec.resume and has_checkpoint(checkpoint_dir):
-            start = load_checkpoint(checkpoint_dir, unet, optimizer, lr_schedule, ema)
-        # DDP around the UNet when launched on N processes; the raw ones are checkpointed.
-        ddp_unet, ddp_optimizer = accelerator.prepare(unet, optimizer)
-        rank = accelerator.process_index
         x_all = torch.as_tensor(images, device=device) * 2 - 1  # diffusion works in [-1, 1]
         y_all = torch.as_tensor(labels, device=device) if use_labels else None
         alphas = self.noise_scheduler_.alphas_cumprod.to(device)
         self.noise_scheduler_.alphas_cumprod = alphas
-        generator = torch.Generator(device=device).manual_seed(rank_seed(self.seed + start, rank))
-        batch = local_batch(spec.batch_size, n, accelerator.num_processes)
-        losses: list[torch.Tensor] = []  # kept on the device: no host sync per step
-        bar = tqdm(
-            range(start, spec.steps),
-            desc="train",
-            initial=start,
-            total=spec.steps,
-            unit="step",
-            disable=not progress or not accelerator.is_local_main_process,
-            dynamic_ncols=True,
-        )
-        for step in bar:
-            idx = torch.randint(0, n, (batch,), device=device, generator=generator)
-            x0 = x_all[idx]
+
+        def loss_fn(net: torch.nn.Module, idx: torch.Tensor, generator: torch.Generator):
             class_labels = None
             if y_all is not None:
-                drop = (
-                    torch.rand(batch, device=device, generator=generator)
-                    < self.model.cond_drop_prob
+                class_labels = drop_labels(
+                    y_all[idx], self.model.cond_drop_prob, n_classes, generator
                 )
-                class_labels = y_all[idx].masked_fill(drop, n_classes)
-            loss = self._loss(ddp_unet, x0, class_labels, generator).mean()
-            ddp_optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(ddp_unet.parameters(), 1.0)
-            ddp_optimizer.step()
-            lr_schedule.step()
-            ema.step(unet.parameters())
-            losses.append(loss.detach())
-            if step % 25 == 0 and not bar.disable:
-                bar.set_postfix(loss=f"{float(torch.stack(losses[-50:]).mean()):.4f}")
-            done = step + 1
-            if checkpoint_dir is not None and (
-                done % spec.checkpoint_every == 0 or done == spec.steps
-            ):
-                self.steps_trained_ = done
-                if accelerator.is_main_process:
-                    save_checkpoint(
-                        checkpoint_dir, self.save, unet, optimizer, lr_schedule, ema, done
-                    )
-                accelerator.wait_for_everyone()
-        bar.close()
-        self.steps_trained_ = spec.steps
-        self.final_loss_ = float(np.mean([float(v) for v in losses[-100:]])) if losses else None
-        ema.copy_to(unet.parameters())
-        unet.eval()
+            return self._loss(net, x_all[idx], class_labels, generator).mean(), {}
+
+        self.final_loss_ = train_loop(
+            unet,
+            accelerator,
+            self.training,
+            n_rows=n,
+            seed=self.seed,
+            loss_fn=loss_fn,
+            checkpoint_dir=checkpoint_dir,
+            resume=self.training.resume and has_checkpoint(checkpoint_dir),
+            save=self.save,
+            on_checkpoint=lambda done: setattr(self, "steps_trained_", done),
+            progress=progress,
+        )
+        self.steps_trained_ = self.training.steps
         return self
 
     def _loss(

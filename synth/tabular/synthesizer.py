@@ -11,15 +11,11 @@ import numpy as np
 import pandas as pd
 import torch
 from diffusers import DDPMScheduler
-from diffusers.optimization import get_cosine_schedule_with_warmup
-from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from synth.checkpoint import (
     has_checkpoint,
-    load_checkpoint,
     read_state,
-    save_checkpoint,
     write_state,
 )
 from synth.config import ModelSpec, TrainingSpec
@@ -30,7 +26,7 @@ from synth.labels import draw_labels
 from synth.tabular.denoiser import TabularDenoiser
 from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
 from synth.tabular.encoders import EncodedTable, TableEncoder, columns_to_frame
-from synth.training import local_batch, make_accelerator, rank_seed
+from synth.training import drop_labels, make_accelerator, train_loop
 
 KIND = "tabular-diffusion"
 CPU_SHARD_ROWS = 10_000
@@ -104,7 +100,6 @@ class TabularDiffusionSynthesizer:
         resume: bool,
         progress: bool,
     ) -> None:
-        spec = self.training
         accelerator = make_accelerator(device)  # one process, or one of N launched
         device = accelerator.device
         model = self.denoiser_.to(device).train()
@@ -115,73 +110,30 @@ class TabularDiffusionSynthesizer:
         x_num = torch.as_tensor(enc.x_num, device=device)
         x_cat = torch.as_tensor(enc.x_cat, device=device)
         y = torch.as_tensor(enc.y, device=device) if enc.y is not None else None
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay
-        )
-        lr_schedule = get_cosine_schedule_with_warmup(optimizer, spec.warmup_steps, spec.steps)
-        ema = EMAModel(model.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
-        start = 0
-        if resume:
-            start = load_checkpoint(checkpoint_dir, model, optimizer, lr_schedule, ema)
-        # DDP around the model when launched on N processes; the raw ones are checkpointed.
-        ddp_model, ddp_optimizer = accelerator.prepare(model, optimizer)
-        rank = accelerator.process_index
-        if rank:  # p_losses draws timesteps and noise from the global generator
-            torch.manual_seed(rank_seed(self.seed, rank))
-        generator = torch.Generator(device=device).manual_seed(rank_seed(self.seed + start, rank))
-        batch = local_batch(spec.batch_size, len(x_num), accelerator.num_processes)
         n_labels = len(self.encoder_.target_classes_)
-        losses: list[torch.Tensor] = []  # kept on the device: no host sync per step
-        bar = tqdm(
-            range(start, spec.steps),
-            desc="train",
-            disable=not progress or not accelerator.is_local_main_process,
-            initial=start,
-            total=spec.steps,
-            unit="step",
-            dynamic_ncols=True,
-        )
-        for step in bar:
-            idx = torch.randint(0, len(x_num), (batch,), device=device, generator=generator)
+
+        def loss_fn(net: torch.nn.Module, idx: torch.Tensor, generator: torch.Generator):
             kw: dict[str, Any] = {}
             if y is not None:
-                labels = y[idx]
-                drop = (
-                    torch.rand(batch, device=device, generator=generator)
-                    < self.model.cond_drop_prob
-                )
-                kw["labels"] = labels.masked_fill(drop, n_labels)
+                kw["labels"] = drop_labels(y[idx], self.model.cond_drop_prob, n_labels, generator)
             with autocast(device):
-                loss_num, loss_cat = diffusion.p_losses(ddp_model, x_num[idx], x_cat[idx], **kw)
-            loss = loss_num + loss_cat
-            ddp_optimizer.zero_grad(set_to_none=True)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(ddp_model.parameters(), 1.0)
-            ddp_optimizer.step()
-            lr_schedule.step()
-            ema.step(model.parameters())
-            losses.append(loss.detach())
-            if step % 25 == 0 and not bar.disable:
-                bar.set_postfix(
-                    loss=f"{float(torch.stack(losses[-50:]).mean()):.3f}",
-                    num=f"{float(loss_num.detach()):.3f}",
-                    cat=f"{float(loss_cat.detach()):.3f}",
-                )
-            done = step + 1
-            if checkpoint_dir is not None and (
-                done % spec.checkpoint_every == 0 or done == spec.steps
-            ):
-                self.steps_trained_ = done
-                if accelerator.is_main_process:
-                    save_checkpoint(
-                        checkpoint_dir, self.save, model, optimizer, lr_schedule, ema, done
-                    )
-                accelerator.wait_for_everyone()
-        bar.close()
-        self.steps_trained_ = spec.steps
-        self.final_loss_ = float(np.mean([float(v) for v in losses[-100:]])) if losses else None
-        ema.copy_to(model.parameters())  # sample with the EMA weights
-        model.eval()
+                loss_num, loss_cat = diffusion.p_losses(net, x_num[idx], x_cat[idx], **kw)
+            return loss_num + loss_cat, {"num": loss_num, "cat": loss_cat}
+
+        self.final_loss_ = train_loop(
+            model,
+            accelerator,
+            self.training,
+            n_rows=len(x_num),
+            seed=self.seed,
+            loss_fn=loss_fn,
+            checkpoint_dir=checkpoint_dir,
+            resume=resume,
+            save=self.save,
+            on_checkpoint=lambda done: setattr(self, "steps_trained_", done),
+            progress=progress,
+        )
+        self.steps_trained_ = self.training.steps
 
     # ---- sample -------------------------------------------------------------------------
     def _check_fitted(self) -> None:
