@@ -254,6 +254,16 @@ def check_checksums(export: Export) -> Check:
     )
 
 
+def export_intact(path: str | os.PathLike[str]) -> bool:
+    """The integrity half of `validate_export`: the manifest names exactly the files on disk,
+    and each has its recorded size and SHA-256. (What a cache may trust without a report.)"""
+    try:
+        export = open_export(path)
+    except InputDataError:
+        return False
+    return check_manifest(export).passed and check_checksums(export).passed
+
+
 def _fields(schema_text: str) -> dict[str, str]:
     """`name: type` top-level fields of a printed Arrow schema (nested lines kept with theirs)."""
     fields: dict[str, str] = {}

