@@ -274,14 +274,17 @@ def run_request(
     from synth.runs import OutputRoot
 
     state = synth_job(spec, output_root, force=force, progress=progress, return_state=True)
-    runs = [m for m in OutputRoot(output_root).runs() if m.job == spec.name]
-    manifest = runs[-1] if runs else None
+    root = OutputRoot(output_root)
+    try:  # the run directory is keyed by this flow run's id
+        manifest = root.read(str(state.state_details.flow_run_id))
+    except SynthError:
+        manifest = None
     if manifest is not None:
         console.print(f"run: [bold]{manifest.name}[/] ({manifest.run_id}): {manifest.status}")
         if manifest.status == "cached":
             console.print(f"[green]{manifest.message}[/]")
         else:
-            _print_outcome(Path(output_root) / "runs" / manifest.run_id, None)
+            _print_outcome(root.run_dir(manifest.run_id), None)
         if manifest.export and manifest.status in ("completed", "cached"):
             console.print(f"export: [bold]{manifest.export}[/]")
     if state.is_failed():

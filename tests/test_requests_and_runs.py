@@ -161,3 +161,25 @@ def test_cli_runs_lists_manifests(tmp_path):
     assert json.loads(result.output)[0]["status"] == "gate_failed"
     table = CliRunner().invoke(app, ["runs", "--root", str(tmp_path)])
     assert "01234567" in table.output and "gate_failed" in table.output.replace("\n", "")
+
+
+@pytest.mark.slow
+def test_request_that_fails_the_gate_exits_1_and_its_manifest_says_why(tmp_path, churn_csv):
+    base = tmp_path / "base.yaml"
+    base.write_text(
+        "source: {path: unused}\nmodel: {hidden_dims: [32]}\ntraining: {steps: 30}\n"
+        "evaluation: {thresholds: {detection_auc_max: 1.0, tstr_gap_max: 1.0}}\n"
+    )
+    root = tmp_path / "root"
+    result = CliRunner().invoke(
+        app,
+        ["request", "--data", str(churn_csv), "--target", "churn", "--rows", "300"]
+        + ["--base", str(base), "--root", str(root), "--no-progress"]
+        + ["--threshold", "detection_auc_max=0.51", "--name", "too-strict"],
+    )
+    assert result.exit_code == 1, result.output
+    (manifest,) = OutputRoot(root).runs()
+    assert manifest.status == "gate_failed" and manifest.gate == "failed"
+    assert "detection_auc" in manifest.message
+    assert not (root / "runs" / manifest.run_id / "synthetic").exists()
+    assert not (root / "cache").exists()  # a failed run is never reused
