@@ -218,7 +218,7 @@ class JobSpec(_Strict):
         return hashlib.sha256(blob).hexdigest()
 
 
-def _format_validation_error(err: ValidationError) -> str:
+def format_validation_error(err: ValidationError, what: str = "job spec") -> str:
     parts = []
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "<root>"
@@ -226,7 +226,7 @@ def _format_validation_error(err: ValidationError) -> str:
             parts.append(f"unknown key {where!r}")
         else:
             parts.append(f"{where}: {e['msg']}")
-    return "invalid job spec: " + "; ".join(parts)
+    return f"invalid {what}: " + "; ".join(parts)
 
 
 def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
@@ -258,21 +258,25 @@ def build_spec(
     try:
         return JobSpec.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err)) from None
+        raise ConfigError(format_validation_error(err)) from None
+
+
+def read_yaml_mapping(path: Path | str, what: str) -> dict[str, Any]:
+    """A YAML file holding a mapping (`what` names it in errors: "config", "request")."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} file {str(path)!r} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} file {str(path)!r} must hold a mapping at the top level")
+    return data
 
 
 def load_spec(path: Path | str | None, overrides: dict[str, Any] | None = None) -> JobSpec:
-    """Read a YAML job spec (or none) and apply CLI overrides."""
-    base: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
-        if not isinstance(base, dict):
-            raise ConfigError(f"config file {str(path)!r} must hold a mapping at the top level")
-        # Relative data paths are relative to the working directory, as on the command line.
+    """Read a YAML job spec (or none) and apply CLI overrides. Relative data paths are
+    relative to the working directory, as on the command line."""
+    base = read_yaml_mapping(path, "config") if path is not None else {}
     return build_spec(base, overrides)

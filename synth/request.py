@@ -11,16 +11,16 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from synth.config import (
     ImageThresholds,
     JobSpec,
     Thresholds,
-    _format_validation_error,
     build_spec,
+    format_validation_error,
     load_spec,
+    read_yaml_mapping,
 )
 from synth.errors import ConfigError
 
@@ -116,23 +116,11 @@ def _check_stricter(requested: dict[str, float], current: BaseModel) -> None:
 
 def load_request(path: Path | str | None = None, **fields: Any) -> SynthRequest:
     """A request from a YAML file, a set of fields (CLI flags), or both (fields win)."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"request file {str(path)!r} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"request file {str(path)!r} is not valid YAML: {err}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"request file {str(path)!r} must hold a mapping")
+    data = read_yaml_mapping(path, "request") if path is not None else {}
     data.update({k: v for k, v in fields.items() if v is not None})
     if "source" not in data:
         raise ConfigError("a request needs a source: --data PATH, or source: in the file")
     try:
         return SynthRequest.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(
-            _format_validation_error(err).replace("invalid job spec", "invalid request")
-        ) from None
+        raise ConfigError(format_validation_error(err, "request")) from None
