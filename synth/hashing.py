@@ -37,6 +37,11 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def file_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Size and SHA-256 of a published file, as export manifests list them."""
+    return {"bytes": Path(path).stat().st_size, "sha256": file_sha256(path)}
+
+
 def json_sha256(obj: Any) -> str:
     """SHA-256 of canonical JSON (sorted keys, no whitespace), so key order does not matter."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)

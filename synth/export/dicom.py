@@ -52,7 +52,7 @@ from pydicom.valuerep import DSfloat
 from synth import __version__
 from synth.atomic import atomic_directory
 from synth.export.parquet import MANIFEST_NAME, _json_default
-from synth.hashing import file_sha256
+from synth.hashing import file_record
 
 SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 LABEL_PREFIX = "label="
@@ -357,8 +357,7 @@ def write_dicom_export(
                     "path": name,
                     "sop_instance_uid": str(ds.SOPInstanceUID),
                     "label": names[i],
-                    "bytes": (tmp / name).stat().st_size,
-                    "sha256": file_sha256(tmp / name),
+                    **file_record(tmp / name),
                 }
             )
         counts = Counter(nm for nm in names if nm is not None)

@@ -26,7 +26,7 @@ from PIL import Image
 
 from synth.atomic import atomic_directory
 from synth.export.parquet import MANIFEST_NAME, METADATA_KEY, _json_default
-from synth.hashing import file_sha256
+from synth.hashing import file_record
 
 BATCH_ROWS = 256  # images encoded and held at once
 SCHEMA = pa.schema(
@@ -165,13 +165,7 @@ def write_image_parquet_export(
             "total_rows": n,
             "label_counts": dict(sorted(counts.items())),
             "files": [
-                {
-                    "path": name,
-                    "rows": rows,
-                    "bytes": (tmp / name).stat().st_size,
-                    "sha256": file_sha256(tmp / name),
-                }
-                for name, rows in files
+                {"path": name, "rows": rows, **file_record(tmp / name)} for name, rows in files
             ],
             "arrow_schema": str(SCHEMA),
         }

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from synth.atomic import atomic_directory
 from synth.data.schema import ColumnSpec, TableSchema
 from synth.errors import InputDataError
-from synth.hashing import file_sha256
+from synth.hashing import file_record
 
 METADATA_KEY = b"synth"
 MANIFEST_NAME = "_manifest.json"
@@ -299,13 +299,7 @@ def write_parquet_export(
             "compression": compression,
             "total_rows": sum(rows for _, rows in files),
             "files": [
-                {
-                    "path": name,
-                    "rows": rows,
-                    "bytes": (tmp / name).stat().st_size,
-                    "sha256": file_sha256(tmp / name),
-                }
-                for name, rows in files
+                {"path": name, "rows": rows, **file_record(tmp / name)} for name, rows in files
             ],
             "arrow_schema": str(arrow_schema.remove_metadata()),
         }
