@@ -91,7 +91,8 @@ def _png(fig: Figure) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _img(fig: Figure, alt: str) -> str:
+def img_tag(fig: Figure, alt: str) -> str:
+    """The figure as an inline PNG `<img>`: the report is one self-contained file."""
     return f'<img src="data:image/png;base64,{_png(fig)}" alt="{html.escape(alt)}">'
 
 
@@ -171,7 +172,20 @@ def _heatmap(evaluation: TableEvaluation, columns: list[str]) -> Figure | None:
 
 
 def _dcr_plot(evaluation: TableEvaluation) -> Figure:
-    h = evaluation.privacy.dcr_histogram
+    return distance_histogram_plot(
+        evaluation.privacy.dcr_histogram,
+        threshold=evaluation.privacy.near_copy_threshold,
+        threshold_label="near-copy threshold",
+        xlabel="distance to closest train record",
+        ylabel="share of rows",
+    )
+
+
+def distance_histogram_plot(
+    h: Any, *, threshold: float, threshold_label: str, xlabel: str, ylabel: str
+) -> Figure:
+    """Holdout-to-train vs synthetic-to-train nearest distances (`h`: edges, holdout and
+    synthetic counts), each normalised, with the near-copy threshold marked."""
     edges = np.array(h.edges)
     widths = np.diff(edges)
     fig = Figure(figsize=(5.5, 3.0), dpi=80)
@@ -183,10 +197,9 @@ def _dcr_plot(evaluation: TableEvaluation) -> Figure:
         c = np.array(counts, dtype=float)
         ax.bar(edges[:-1], c / max(c.sum(), 1.0), widths, align="edge", alpha=0.55,
                color=color, label=label)  # fmt: skip
-    ax.axvline(evaluation.privacy.near_copy_threshold, color="k", ls="--", lw=1,
-               label="near-copy threshold")  # fmt: skip
-    ax.set_xlabel("distance to closest train record", fontsize=8)
-    ax.set_ylabel("share of rows", fontsize=8)
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=threshold_label)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
     return fig
@@ -194,7 +207,7 @@ def _dcr_plot(evaluation: TableEvaluation) -> Figure:
 
 # --------------------------------------------------------------------------- html
 
-_CSS = """
+BASE_CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
 h1{font-size:1.4em} h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;font-size:.9em} td,th{padding:4px 10px;border:1px solid #ddd}
@@ -203,9 +216,14 @@ th{background:#f4f4f4;text-align:left} td.num{text-align:right;font-variant-nume
 .fail{background:#fbe3e3;color:#a31515;font-weight:600}
 .na{background:#eee;color:#666}
 .banner{padding:10px 14px;border-radius:6px;font-weight:600;display:inline-block}
-.grid{display:flex;flex-wrap:wrap;gap:8px} .grid img{border:1px solid #eee}
+"""
+"""Shared by the table and image reports."""
+_CSS = (
+    BASE_CSS
+    + """.grid{display:flex;flex-wrap:wrap;gap:8px} .grid img{border:1px solid #eee}
 .muted{color:#666;font-size:.85em}
 """
+)
 
 
 def checks_table(gate: GateResult) -> str:
@@ -273,7 +291,7 @@ def render_html(
         score = evaluation.shapes.per_column.get(spec.name, float("nan"))
         metric = evaluation.shapes.metric.get(spec.name, "")
         fig.axes[0].set_title(f"{spec.name}  ({metric} {score:.3f})", fontsize=9)
-        plots.append(_img(fig, spec.name))
+        plots.append(img_tag(fig, spec.name))
     omitted = len(schema.modelled) - len(specs)
     heat = _heatmap(evaluation, [c.name for c in specs])
     m = evaluation.metrics
@@ -299,9 +317,9 @@ percentiles, categories seen fewer than {MIN_CATEGORY_COUNT} times pooled as "(r
 {f"{omitted} best-matching columns not plotted." if omitted else ""}</p>
 <div class="grid">{"".join(plots)}</div>
 <h2>Pair trends</h2>
-{_img(heat, "association difference") if heat is not None else "<p>fewer than two columns</p>"}
+{img_tag(heat, "association difference") if heat is not None else "<p>fewer than two columns</p>"}
 <h2>Distance to closest record</h2>
-{_img(_dcr_plot(evaluation), "DCR histogram")}
+{img_tag(_dcr_plot(evaluation), "DCR histogram")}
 <p class="muted">Synthetic rows should sit no closer to the training data than fresh holdout
 rows do; a synthetic spike near zero means copied or nearly copied records.</p>
 {extra_html}

@@ -23,13 +23,18 @@ from PIL import Image
 
 from evaluation.images.evaluate import MIN_CLASS_COUNT, ImageEvaluation
 from evaluation.images.privacy import flatten, nn_distances
-from evaluation.report import checks_table, metrics_table
+from evaluation.report import (
+    BASE_CSS,
+    checks_table,
+    distance_histogram_plot,
+    img_tag,
+    metrics_table,
+)
 from evaluation.table import json_safe
 from synth.atomic import atomic_write_text
 
 N_GRID = 48
 THUMB_PX = 64
-REAL_COLOR, SYN_COLOR = "#4c72b0", "#dd8452"
 
 
 # --------------------------------------------------------------------------- images
@@ -83,53 +88,28 @@ def _tiles(
 # --------------------------------------------------------------------------- plots
 
 
-def _png_fig(fig: Figure) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight")
-    data = base64.b64encode(buf.getvalue()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="NN distance histogram">'
-
-
 def _histogram_plot(evaluation: ImageEvaluation) -> Figure:
-    h = evaluation.privacy.histogram
-    edges = np.array(h.edges)
-    widths = np.diff(edges)
-    fig = Figure(figsize=(5.5, 3.0), dpi=80)
-    ax = fig.add_subplot()
-    for counts, color, label in (
-        (h.holdout, REAL_COLOR, "holdout -> train"),
-        (h.synthetic, SYN_COLOR, "synthetic -> train"),
-    ):
-        c = np.array(counts, dtype=float)
-        ax.bar(edges[:-1], c / max(c.sum(), 1.0), widths, align="edge", alpha=0.55,
-               color=color, label=label)  # fmt: skip
-    ax.axvline(evaluation.privacy.pixel.near_duplicate_threshold, color="k", ls="--", lw=1,
-               label="near-duplicate threshold")  # fmt: skip
-    ax.set_xlabel("RMS pixel distance to the nearest train image", fontsize=8)
-    ax.set_ylabel("share of images", fontsize=8)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
-    return fig
+    return distance_histogram_plot(
+        evaluation.privacy.histogram,
+        threshold=evaluation.privacy.pixel.near_duplicate_threshold,
+        threshold_label="near-duplicate threshold",
+        xlabel="RMS pixel distance to the nearest train image",
+        ylabel="share of images",
+    )
 
 
 # --------------------------------------------------------------------------- html
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
-h1{font-size:1.4em} h2{font-size:1.15em;margin-top:28px;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;font-size:.9em} td,th{padding:4px 10px;border:1px solid #ddd}
-th{background:#f4f4f4;text-align:left} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.pass{background:#e3f4e3;color:#1b6e1b;font-weight:600}
-.fail{background:#fbe3e3;color:#a31515;font-weight:600}
-.na{background:#eee;color:#666}
-.banner{padding:10px 14px;border-radius:6px;font-weight:600;display:inline-block}
-.tiles{display:flex;flex-wrap:wrap;gap:6px}
+_CSS = (
+    BASE_CSS
+    + """.tiles{display:flex;flex-wrap:wrap;gap:6px}
 figure{margin:0;text-align:center} figcaption{font-size:.7em;color:#666}
 .tiles img{image-rendering:pixelated;border:1px solid #eee;background:#000}
 .withheld{background:#f4f4f4;color:#a31515;font-size:.7em;display:flex;align-items:center;
 justify-content:center;border:1px dashed #a31515}
 .muted{color:#666;font-size:.85em}
 """
+)
 
 
 def _class_table(evaluation: ImageEvaluation) -> str:
@@ -212,7 +192,7 @@ nearest train image.</p>
 {grid}
 <h2>Per-class counts</h2>{_class_table(evaluation)}
 <h2>Distance to the nearest train image</h2>
-{_png_fig(_histogram_plot(evaluation))}
+{img_tag(_histogram_plot(evaluation), "NN distance histogram")}
 <p class="muted">Synthetic images should sit no closer to the training images than fresh
 holdout images do; a synthetic spike near zero means copied or nearly copied images.</p>
 <h2>Synthetic images closest to the train set</h2>
