@@ -45,3 +45,10 @@ def torch_single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """Stop Prefect's ephemeral server now, while the console is open, not at interpreter exit."""
+    from prefect.server.api.server import SubprocessASGIServer
+
+    SubprocessASGIServer().stop()

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -19,17 +20,32 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The server answers these when a client should try again, as when SQLite is
+# busy with the worker's writes; Prefect's own client retries them too.
+RETRY_CODES = {429, 502, 503}
+
+
+def _call(req: urllib.request.Request | str, timeout: float, attempts: int = 8):
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as err:
+            if err.code not in RETRY_CODES or attempt == attempts - 1:
+                raise
+            wait = err.headers.get("Retry-After")
+            time.sleep(float(wait) if wait and wait.isdigit() else 0.5 * 2**attempt)
+
+
 def api_get(url: str):
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        return json.loads(resp.read() or b"null")
+    return _call(url, timeout=5)
 
 
 def api_post(url: str, body: dict):
     req = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
+    return _call(req, timeout=10)
 
 
 @pytest.fixture(scope="session")
