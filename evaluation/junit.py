@@ -7,7 +7,7 @@ import io
 import os
 from pathlib import Path
 
-from junitparser import Failure, JUnitXml, TestCase, TestSuite
+from junitparser import Error, Failure, JUnitXml, TestCase, TestSuite
 
 from evaluation.validate import ValidationResult
 from synth.atomic import atomic_write_bytes
@@ -35,8 +35,23 @@ def to_junit(result: ValidationResult) -> JUnitXml:
     return xml
 
 
-def write_junit(result: ValidationResult, path: str | os.PathLike[str]) -> Path:
+def input_error_junit(export: str | os.PathLike[str], message: str) -> JUnitXml:
+    """One errored case for input the checks could not start on (a missing export, a bad flag),
+    so a CI test view shows the reason instead of "no test report found"."""
+    suite = TestSuite(SUITE)
+    case = TestCase("input", classname=f"{SUITE}.input", time=0.0)
+    case.result = [Error(message=message, type_="InputError")]
+    suite.add_testcase(case)
+    suite.add_property("export", str(export))
+    suite.update_statistics()
+    xml = JUnitXml()
+    xml.add_testsuite(suite)
+    return xml
+
+
+def write_junit(result: ValidationResult | JUnitXml, path: str | os.PathLike[str]) -> Path:
     """Write the JUnit XML to `path` atomically (a CI step never reads half a file)."""
     buf = io.BytesIO()
-    to_junit(result).write(buf, pretty=True)
+    xml = result if isinstance(result, JUnitXml) else to_junit(result)
+    xml.write(buf, pretty=True)
     return atomic_write_bytes(path, buf.getvalue())

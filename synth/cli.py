@@ -466,15 +466,20 @@ def validate(
     --real/--holdout). Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from rich.markup import escape
 
-    from evaluation.junit import write_junit
+    from evaluation.junit import input_error_junit, write_junit
     from evaluation.validate import validate_export
     from synth.errors import ConfigError
 
-    if (real is None) != (holdout is None):
-        raise ConfigError("--real and --holdout go together: give both, or neither")
-    result = validate_export(
-        export, real=real, holdout=holdout, target=target, seed=seed, progress=progress
-    )
+    try:
+        if (real is None) != (holdout is None):
+            raise ConfigError("--real and --holdout go together: give both, or neither")
+        result = validate_export(
+            export, real=real, holdout=holdout, target=target, seed=seed, progress=progress
+        )
+    except SynthError as err:
+        if junit is not None:
+            write_junit(input_error_junit(export, str(err)), junit)
+        raise
     table = Table(title=escape(f"validate {export} ({result.format})"), title_justify="left")
     for col in ("check", "status", "detail"):
         table.add_column(col, overflow="fold")

@@ -506,8 +506,12 @@ def test_cli_exit_codes(good_copy: Path, tmp_path: Path):
     assert "validate: FAILED (checksums: " in text and "part-00001.parquet" in text
     assert 'failures="1"' in junit.read_text()
 
-    r = runner.invoke(app, ["validate", str(tmp_path / "nope")])
+    r = runner.invoke(app, ["validate", str(tmp_path / "nope"), "--junit", str(junit)])
     assert r.exit_code == EXIT_BAD_INPUT and "does not exist" in " ".join(r.output.split())
+    suite = ET.parse(junit).getroot()  # bad input still leaves a report naming the reason
+    suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+    assert (suite.get("tests"), suite.get("errors"), suite.get("failures")) == ("1", "1", "0")
+    assert "does not exist" in suite.find("testcase/error").get("message")
     r = runner.invoke(app, ["validate", str(good_copy), "--real", str(junit)])
     assert r.exit_code == EXIT_BAD_INPUT and "--holdout" in r.output
 
