@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -239,12 +240,31 @@ def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2 booleans (true/false only). YAML 1.1's yes/no/on/off would
+    turn labels such as the churn target's `Yes`/`No` into True/False."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text as our spec and request files are read."""
+    return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def parse_set_option(item: str) -> tuple[str, Any]:
     """`key.sub=value` -> (key.sub, YAML-parsed value)."""
     if "=" not in item:
         raise ConfigError(f"--set expects key=value, got {item!r}")
     key, raw = item.split("=", 1)
-    return key.strip(), yaml.safe_load(raw)
+    return key.strip(), load_yaml(raw)
 
 
 def build_spec(
@@ -267,7 +287,7 @@ def read_yaml_mapping(path: Path | str, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{what} file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{what} file {str(path)!r} is not valid YAML: {err}") from None
     if not isinstance(data, dict):

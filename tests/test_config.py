@@ -88,16 +88,17 @@ def test_parse_set_option_needs_an_equals_sign():
         parse_set_option("training.steps")
 
 
-def test_yaml_1_1_scalars_are_validated():
-    """PyYAML reads `1e-3` as a string and bare Yes/No as booleans: the spec must not take a
-    bool for a label silently (conditions on a Yes/No target need quoted keys)."""
+def test_yaml_reads_yes_no_as_labels_and_1e_3_as_a_number():
+    """PyYAML's YAML 1.1 reads bare Yes/No/on/off as booleans and `1e-3` as a string. Specs
+    read YAML 1.2 booleans, so a Yes/No target's labels work unquoted as condition keys."""
     spec = build_spec(BASE, dict([parse_set_option("training.lr=1e-3")]))
     assert spec.training.lr == pytest.approx(1e-3)
     bare = dict([parse_set_option("sampling.conditions={Yes: 3, No: 7}")])
+    assert build_spec(BASE, bare).sampling.conditions == {"Yes": 3, "No": 7}
+    assert parse_set_option("name=off") == ("name", "off")
+    assert parse_set_option("training.resume=true") == ("training.resume", True)
     with pytest.raises(ConfigError, match=r"sampling\.conditions"):
-        build_spec(BASE, bare)
-    quoted = dict([parse_set_option('sampling.conditions={"Yes": 3, "No": 7}')])
-    assert build_spec(BASE, quoted).sampling.conditions == {"Yes": 3, "No": 7}
+        build_spec(BASE, dict([parse_set_option("sampling.conditions={true: 3}")]))
 
 
 def test_dotted_overrides_apply():

@@ -22,7 +22,7 @@ def test_request_file_becomes_a_job_spec(tmp_path, churn_csv):
     request.write_text(
         f"source: {churn_csv}\n"
         "target: churn\n"
-        "conditions: {'Yes': 300, 'No': 700}\n"
+        "conditions: {Yes: 300, No: 700}\n"  # bare labels, not YAML 1.1 booleans
         "thresholds: {dcr_share_max: 0.55, column_shapes_min: 0.9}\n"
         "name: churn-for-alice\n"
     )
