@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from evaluation.gate import GateResult
 from synth.config import ImageThresholds, Thresholds
+from synth.data.schema import ColumnOverride
 from synth.errors import InputDataError
 
 if TYPE_CHECKING:
@@ -74,6 +75,23 @@ def _seed(seed: int | None, report: dict[str, Any]) -> int:
     return stored if isinstance(stored, int) else 0
 
 
+def _max_rows(meta: dict[str, Any]) -> int:
+    """The job's `evaluation.max_rows` (recorded in the lineage), else its default."""
+    stored = (meta.get("lineage") or {}).get("evaluation_max_rows")
+    return stored if isinstance(stored, int) and stored > 0 else 10_000
+
+
+def _column_overrides(meta: dict[str, Any]) -> dict[str, ColumnOverride]:
+    """The job's `source.columns` overrides, so columns get the kinds the job gave them."""
+    stored = (meta.get("lineage") or {}).get("columns") or {}
+    try:
+        return {str(k): ColumnOverride.model_validate(v) for k, v in stored.items()}
+    except (AttributeError, ValidationError) as err:
+        raise InputDataError(
+            f"the export's lineage has unreadable column overrides: {err}"
+        ) from None
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -118,7 +136,7 @@ def recompute_table(
 
     report = meta.get("report") or {}
     real_df, holdout_df = load_table(real), load_table(holdout)
-    schema = infer_schema(real_df, _target(target, meta, report))
+    schema = infer_schema(real_df, _target(target, meta, report), _column_overrides(meta))
     evaluation = evaluate_table(
         real_df,
         holdout_df,
@@ -126,6 +144,7 @@ def recompute_table(
         schema,
         recorded_thresholds(report, Thresholds),  # type: ignore[arg-type]
         seed=_seed(seed, report),
+        max_rows=_max_rows(meta),
         progress=progress,
     )
     return gate_checks(evaluation.gate, report)
@@ -223,6 +242,7 @@ def recompute_images(
         recorded_thresholds(report, ImageThresholds),  # type: ignore[arg-type]
         class_names=train.class_names or None,
         seed=_seed(seed, report),
+        max_images=_max_rows(meta),
         progress=progress,
     )
     return gate_checks(evaluation.gate, report)

@@ -547,5 +547,11 @@ def lineage_for(spec: JobSpec, source: Any, split_path: Path, model_hash_: str) 
             "target": spec.source.target,
             "gate_override": spec.evaluation.override_gate,
             "gate_override_reason": spec.evaluation.override_reason,
+            # What `synth validate --real` needs to measure the export as the job did.
+            "columns": {
+                name: o.model_dump(mode="json", exclude_none=True)
+                for name, o in spec.source.columns.items()
+            },
+            "evaluation_max_rows": spec.evaluation.max_rows,
         },
     )

@@ -31,6 +31,7 @@ from evaluation.table import evaluate_table
 from evaluation.validate import ValidationResult, validate_export
 from synth.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app, write_demo_split
 from synth.config import ImageThresholds, Thresholds
+from synth.data.schema import ColumnOverride, infer_schema
 from synth.data.split import save_split
 from synth.errors import InputDataError
 from synth.export.parquet import MANIFEST_NAME, write_parquet_export
@@ -350,6 +351,36 @@ def test_recompute_uses_the_recorded_thresholds(tmp_path, split, passing_report,
     assert "< min 0.999" in recomputed.reason  # the recorded threshold, not the default 0.85
     assert recomputed.reason.endswith("(OVERRIDDEN, recorded)")
     assert "<= max 0.600" in result.check("recompute.dcr_share").reason
+
+
+def test_recompute_measures_with_the_jobs_column_overrides_and_max_rows(tmp_path, split, real_csvs):
+    """The lineage carries the job's `source.columns` and `evaluation.max_rows`, so the
+    recomputed numbers are the report's own, not those of a re-inferred schema on 10,000 rows."""
+    schema = infer_schema(split.train, "churn", {"tenure": ColumnOverride(kind="id")})
+    assert schema.column("tenure").kind == "id" != split.schema.column("tenure").kind
+    ev = evaluate_table(
+        split.train, split.holdout, split.fresh, schema, Thresholds(), max_rows=400,
+        progress=False,
+    )  # fmt: skip
+    job_lines = [c.line() for c in ev.gate.checks]
+    lineage = build_lineage(
+        spec_hash="a" * 64, data_hash="b" * 64, model_hash="c" * 64, seed=0,
+        extra={"modality": "table", "columns": {"tenure": {"kind": "id"}},
+               "evaluation_max_rows": 400},
+    )  # fmt: skip
+    report = {**ev.to_dict(), "extra": {"lineage": lineage}}
+    export = tmp_path / "synthetic"
+    write_parquet_export([split.fresh], export, schema, {"lineage": lineage, "report": report})
+    train, holdout = real_csvs
+
+    result = validate_export(export, real=train, holdout=holdout, target="churn")
+    assert result.passed, result.failures()
+    assert [c.reason for c in result.checks if c.name.startswith("recompute.")] == job_lines
+
+    default = evaluate_table(  # what ignoring the lineage would measure: other numbers
+        split.train, split.holdout, split.fresh, split.schema, Thresholds(), progress=False
+    )
+    assert [c.line() for c in default.gate.checks] != job_lines
 
 
 def test_recompute_needs_a_target_when_the_report_used_one(good_export, real_csvs):
