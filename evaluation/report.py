@@ -226,6 +226,24 @@ _CSS = (
 )
 
 
+def gate_banner(gate: GateResult) -> str:
+    """The verdict as a coloured banner (shared by the table and image reports)."""
+    if gate.overridden and not all(c.passed for c in gate.checks):
+        reason = html.escape(gate.override_reason or "no reason")
+        colour, text = "#fff3cd", f"GATE OVERRIDDEN: {reason}"
+    elif gate.passed:
+        colour, text = "#e3f4e3", "GATE PASSED"
+    else:
+        colour, text = "#fbe3e3", "GATE FAILED"
+    return f'<p class="banner" style="background:{colour}">{text}</p>'
+
+
+def gate_failures(gate: GateResult) -> str:
+    """The failed checks as a list, or nothing (shared by the table and image reports)."""
+    items = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in gate.failures())
+    return f"<ul>{items}</ul>" if items else ""
+
+
 def checks_table(gate: GateResult) -> str:
     """The checks as an HTML table (shared by the table and image reports)."""
     rows = []
@@ -274,14 +292,6 @@ def render_html(
     extra: dict[str, Any] | None = None,
 ) -> str:
     """The report as one self-contained HTML string."""
-    gate = evaluation.gate
-    if gate.overridden and not all(c.passed for c in gate.checks):
-        banner = ("#fff3cd", f"GATE OVERRIDDEN: {html.escape(gate.override_reason or 'no reason')}")
-    elif gate.passed:
-        banner = ("#e3f4e3", "GATE PASSED")
-    else:
-        banner = ("#fbe3e3", "GATE FAILED")
-    failures = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in gate.failures())
 
     specs = _plotted_columns(evaluation, schema)
     plots = []
@@ -304,11 +314,11 @@ def render_html(
 <html lang="en"><head><meta charset="utf-8"><title>Synthetic data evaluation</title>
 <style>{_CSS}</style></head><body>
 <h1>Synthetic data evaluation</h1>
-<p class="banner" style="background:{banner[0]}">{banner[1]}</p>
+{gate_banner(evaluation.gate)}
 <p class="muted">train {m["n_train"]} rows, holdout {m["n_holdout"]} rows,
 synthetic {m["n_synthetic"]} rows evaluated (of {m.get("n_synthetic_total", m["n_synthetic"])}),
 seed {evaluation.seed}</p>
-{f"<ul>{failures}</ul>" if failures else ""}
+{gate_failures(evaluation.gate)}
 <h2>Checks</h2>{checks_table(evaluation.gate)}
 <h2>All figures</h2>{metrics_table(evaluation.metrics)}
 <h2>Column distributions (real train vs synthetic)</h2>

@@ -27,6 +27,8 @@ from evaluation.report import (
     BASE_CSS,
     checks_table,
     distance_histogram_plot,
+    gate_banner,
+    gate_failures,
     img_tag,
     metrics_table,
 )
@@ -135,14 +137,6 @@ def render_html(
     extra: dict[str, Any] | None = None,
 ) -> str:
     """The report as one self-contained HTML string (synthetic images only)."""
-    gate = evaluation.gate
-    if gate.overridden and not all(c.passed for c in gate.checks):
-        banner = ("#fff3cd", f"GATE OVERRIDDEN: {html.escape(gate.override_reason or 'no reason')}")
-    elif gate.passed:
-        banner = ("#e3f4e3", "GATE PASSED")
-    else:
-        banner = ("#fbe3e3", "GATE FAILED")
-    failures = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in gate.failures())
     threshold = evaluation.privacy.pixel.near_duplicate_threshold
     rng = np.random.default_rng(evaluation.seed)
     n_grid = min(N_GRID, len(synthetic))
@@ -175,11 +169,11 @@ def render_html(
 <html lang="en"><head><meta charset="utf-8"><title>Synthetic image evaluation</title>
 <style>{_CSS}</style></head><body>
 <h1>Synthetic image evaluation</h1>
-<p class="banner" style="background:{banner[0]}">{banner[1]}</p>
+{gate_banner(evaluation.gate)}
 <p class="muted">train {m["n_train"]}, holdout {m["n_holdout"]}, synthetic {m["n_synthetic"]}
 images evaluated (of {m.get("n_synthetic_total", m["n_synthetic"])}), {c}&times;{h}&times;{w},
 seed {evaluation.seed}</p>
-{f"<ul>{failures}</ul>" if failures else ""}
+{gate_failures(evaluation.gate)}
 <h2>Checks</h2>{checks_table(evaluation.gate)}
 <p class="muted">Feature space: a small CNN fitted on the real train images as
 {html.escape(fs.mode)} ({fs.dim}-d, {fs.train_seconds:.1f} s); FID and precision/recall use the
