@@ -205,21 +205,6 @@ class TabularDiffusionSynthesizer:
                 bar.update(len(decoded))
         bar.close()
 
-    def _denoise_batch(
-        self,
-        size: int,
-        labels: np.ndarray | None,
-        num_inference_steps: int,
-        scheduler: str,
-        guidance_scale: float,
-        generator: torch.Generator,
-    ) -> pd.DataFrame:
-        """One reverse-diffusion pass of `size` rows, decoded (without the unmodelled columns)."""
-        enc = self._draw_encoded(
-            size, labels, num_inference_steps, scheduler, guidance_scale, generator
-        )
-        return self.encoder_.inverse_transform(enc)
-
     def _draw_encoded(
         self,
         size: int,
@@ -276,10 +261,10 @@ class TabularDiffusionSynthesizer:
             raise InputDataError("ask for at least one row")
         labels = self._labels_for(n, conditions, np.random.default_rng(seed))
         generator = torch.Generator(device=pick_device(self.device)).manual_seed(seed)
-        decoded = self._denoise_batch(
+        enc = self._draw_encoded(
             n, labels, num_inference_steps, scheduler, guidance_scale, generator
         )
-        return self._complete(decoded, offset, id_strategy)
+        return self._complete(self.encoder_.inverse_transform(enc), offset, id_strategy)
 
     def sample(
         self, n: int | None = None, conditions: dict[Any, int] | None = None, **kwargs: Any
