@@ -47,6 +47,23 @@ def torch_single_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def loss_calls(monkeypatch) -> list[int]:
+    """One entry per training-loss evaluation of the tabular model (one per optimizer step),
+    to tell how many steps a fit really ran; `.clear()` it to count from a later point."""
+    from synth.tabular.diffusion import GaussianMultinomialDiffusion
+
+    calls: list[int] = []
+    original = GaussianMultinomialDiffusion.p_losses
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(GaussianMultinomialDiffusion, "p_losses", counting)
+    return calls
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     """Stop Prefect's ephemeral server now, while the console is open, not at interpreter exit."""
     from prefect.server.api.server import SubprocessASGIServer

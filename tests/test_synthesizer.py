@@ -16,7 +16,6 @@ from synth.config import ModelSpec, TrainingSpec
 from synth.data.schema import TableSchema, infer_schema
 from synth.errors import InputDataError, NotFittedError
 from synth.tabular.denoiser import TabularDenoiser
-from synth.tabular.diffusion import GaussianMultinomialDiffusion
 from synth.tabular.synthesizer import TabularDiffusionSynthesizer
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -315,22 +314,10 @@ def _optimizer_steps(ckpt: Path) -> set[float]:
     return steps
 
 
-def _count_loss_calls(monkeypatch) -> list[int]:
-    calls: list[int] = []
-    original = GaussianMultinomialDiffusion.p_losses
-
-    def counting(self, *args, **kwargs):
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(GaussianMultinomialDiffusion, "p_losses", counting)
-    return calls
-
-
 @pytest.mark.slow
-def test_resume_from_checkpoint(torch_single_thread, wine, wine_schema, tmp_path, monkeypatch):
+def test_resume_from_checkpoint(torch_single_thread, wine, wine_schema, tmp_path, loss_calls):
     ckpt = tmp_path / "run" / "model"
-    calls = _count_loss_calls(monkeypatch)
+    calls = loss_calls
     first = TabularDiffusionSynthesizer(
         wine_schema, SMALL, tiny(40, checkpoint_every=20), seed=1, device="cpu"
     ).fit(wine, checkpoint_dir=ckpt, progress=False)
@@ -359,14 +346,15 @@ def test_resume_from_checkpoint(torch_single_thread, wine, wine_schema, tmp_path
 
 
 @pytest.mark.slow
-def test_resume_false_starts_over(torch_single_thread, wine, wine_schema, tmp_path, monkeypatch):
+def test_resume_false_starts_over(torch_single_thread, wine, wine_schema, tmp_path, loss_calls):
     ckpt = tmp_path / "model"
     TabularDiffusionSynthesizer(
         wine_schema, SMALL, tiny(30, checkpoint_every=100), device="cpu"
     ).fit(wine, checkpoint_dir=ckpt, progress=False)
     # checkpoint_every does not divide steps: the last step is still saved
     assert json.loads((ckpt / "training_state" / "state.json").read_text())["step"] == 30
-    calls = _count_loss_calls(monkeypatch)
+    calls = loss_calls
+    calls.clear()  # count the second fit only
     TabularDiffusionSynthesizer(wine_schema, SMALL, tiny(35, resume=False), device="cpu").fit(
         wine, checkpoint_dir=ckpt, progress=False
     )
