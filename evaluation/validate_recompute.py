@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
 from evaluation.gate import GateResult
-from synth.config import ImageThresholds, Thresholds
+from synth.config import EvaluationSpec, ImageThresholds, Thresholds
 from synth.data.schema import ColumnOverride
 from synth.errors import InputDataError
 
@@ -76,9 +76,9 @@ def _seed(seed: int | None, report: dict[str, Any]) -> int:
 
 
 def _max_rows(meta: dict[str, Any]) -> int:
-    """The job's `evaluation.max_rows` (recorded in the lineage), else its default."""
+    """The job's `evaluation.max_rows` (recorded in the lineage), else the spec's default."""
     stored = (meta.get("lineage") or {}).get("evaluation_max_rows")
-    return stored if isinstance(stored, int) and stored > 0 else 10_000
+    return stored if isinstance(stored, int) and stored > 0 else EvaluationSpec().max_rows
 
 
 def _column_overrides(meta: dict[str, Any]) -> dict[str, ColumnOverride]:
