@@ -15,55 +15,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from synth.data.categories import MISSING, category_keys, numeric_values
 from synth.data.schema import ColumnSpec, TableSchema
 
-MISSING = "__missing__"
+__all__ = ["MISSING", "OTHER", "TableEncoder", "category_keys", "numeric_values"]
+
 OTHER = "__other__"
 _ONE_HOT = 1.0 / math.sqrt(2.0)
-
-
-def _key(value: Any) -> str:
-    """Canonical text for one category value: 1, 1.0, True and np.int64(1) all map to "1"."""
-    if isinstance(value, bool | np.bool_):
-        return str(int(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating):
-        f = float(value)
-        return str(int(f)) if f.is_integer() else repr(f)
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    return str(value)
-
-
-def category_keys(values: pd.Series) -> pd.Series:
-    """Category values as canonical strings (NaN stays NaN), so real and synthetic data that
-    differ only in dtype (int vs float vs bool) still compare equal."""
-    s = pd.Series(values)
-    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
-        s = pd.Series(s.to_numpy(dtype=float, na_value=np.nan), index=s.index)
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)  # key each distinct value once
-    table = np.array([_key(v) for v in uniques] + [np.nan], dtype=object)
-    return pd.Series(table[codes], index=s.index, dtype=object)
-
-
-def numeric_values(values: pd.Series, kind: str) -> np.ndarray:
-    """Numeric or datetime column as float64 (datetimes as ns since epoch); unparsable -> NaN."""
-    s = pd.Series(values)
-    if kind == "datetime":
-        if not pd.api.types.is_datetime64_any_dtype(s.dtype):
-            s = pd.to_datetime(s, errors="coerce", format="mixed")
-        if getattr(s.dt, "tz", None) is not None:
-            s = s.dt.tz_convert("UTC").dt.tz_localize(None)
-        out = s.astype("datetime64[ns]").to_numpy().astype("int64").astype(float)
-        out[s.isna().to_numpy()] = np.nan
-        return out
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
 @dataclass

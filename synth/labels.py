@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from synth.data.categories import MISSING, category_key
 from synth.errors import InputDataError
-from synth.tabular.encoders import MISSING, _key
 
 
 def draw_labels(
@@ -19,14 +19,15 @@ def draw_labels(
     rng: np.random.Generator,
 ) -> np.ndarray:
     """Class indices for `n` samples; with `conditions` ({label: count}) exactly those counts,
-    shuffled. A label matches a class by value (1 == 1.0) or by its text ("1" for 1)."""
+    shuffled. A label matches a class when their `category_key`s agree: 1, 1.0 and "1" all
+    match class 1, "Yes" matches "Yes" (the first class wins if two classes share a key)."""
     if conditions:
-        lookup = {_key(c): i for i, c in enumerate(classes)} | {
-            str(c): i for i, c in enumerate(classes)
-        }
+        lookup: dict[str, int] = {}
+        for i, c in enumerate(classes):
+            lookup.setdefault(category_key(c), i)
         codes: list[int] = []
         for label, count in conditions.items():
-            k = lookup.get(_key(label), lookup.get(str(label)))
+            k = lookup.get(category_key(label))
             if k is None:
                 shown = [c for c in classes if c != MISSING]
                 raise InputDataError(f"condition label {label!r} is not a class; classes: {shown}")

@@ -18,10 +18,10 @@ import pandas as pd
 from scipy import special, stats
 from sklearn.preprocessing import QuantileTransformer
 
+from synth.data.categories import MISSING, category_key, is_missing
 from synth.data.schema import ColumnSpec, Scalar, TableSchema
 from synth.errors import NotFittedError
 
-MISSING = "__missing__"
 # QuantileTransformer clips its normal output to +-ppf(1 - 1e-7); the column's min and max land
 # there. Stored as float32, that z rounds toward zero, which decoded the min and max slightly
 # inside the range; anything at or beyond the float32 edge decodes as the bound.
@@ -80,17 +80,10 @@ class TableEncoder:
         self.null_indicator_columns_: list[str] = [
             n for n in self.num_columns_ if self.schema.column(n).nullable
         ]
-        self.categories_: dict[str, list[Any]] = {}
-        for name in self.cat_columns_:
-            spec = self.schema.column(name)
-            self.categories_[name] = list(spec.categories or []) + (
-                [MISSING] if spec.nullable else []
-            )
-        self.target_classes_: list[Scalar] = (
-            list(self.schema.column(target).categories or []) if target else []
-        )
-        if target and self.schema.column(target).nullable:
-            self.target_classes_.append(MISSING)
+        self.categories_: dict[str, list[Any]] = {
+            name: _distinct(self.schema.column(name)) for name in self.cat_columns_
+        }
+        self.target_classes_: list[Scalar] = _distinct(self.schema.column(target)) if target else []
 
         self.fill_values_: dict[str, float] = {}
         nums = []
@@ -125,8 +118,8 @@ class TableEncoder:
 
     # ---- encode / decode ----------------------------------------------------------------
     def _codes(self, values: pd.Series, categories: list[Any], name: str) -> np.ndarray:
-        lookup = {_key(c): i for i, c in enumerate(categories)}
-        keys = [MISSING if _is_missing(v) else _key(v) for v in values]
+        lookup = {category_key(c): i for i, c in enumerate(categories)}
+        keys = [category_key(v) for v in values]
         unknown = {k for k in keys if k not in lookup}
         if unknown:
             raise ValueError(f"column {name!r} holds {len(unknown)} categories unseen in fit")
@@ -219,19 +212,17 @@ class TableEncoder:
         return enc
 
 
-def _is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA or v is pd.NaT
-
-
-def _key(v: Any) -> Any:
-    """Compare categories by value across numpy/python types (1 == 1.0 == np.int64(1))."""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, bool):
-        return ("b", v)
-    if isinstance(v, int | float):
-        return ("n", float(v))
-    return ("s", str(v)) if v != MISSING else MISSING
+def _distinct(spec: ColumnSpec) -> list[Any]:
+    """The column's categories, one per `category_key` (the first wins), then `MISSING` when
+    the column is nullable: every category fitted is one that encoding can look up, so the
+    model never learns, or emits, a category no value maps to."""
+    out: dict[str, Any] = {}
+    for c in spec.categories or []:
+        if not is_missing(c):
+            out.setdefault(category_key(c), c)
+    if spec.nullable:
+        out.setdefault(MISSING, MISSING)
+    return list(out.values())
 
 
 def _decode(codes: np.ndarray, categories: list[Any]) -> np.ndarray:
