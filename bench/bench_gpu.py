@@ -44,9 +44,12 @@ import torch
 from synth.config import ImageModelSpec, TrainingSpec
 from synth.data.schema import infer_schema
 from synth.data.split import split_indices
+from synth.device import autocast
+from synth.images.io import ImageSet
+from synth.synthesizer import guided
 from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
 from synth.tabular.encoders import EncodedTable
-from synth.tabular.synthesizer import TabularDiffusionSynthesizer, _codes_to_host, _guided
+from synth.tabular.synthesizer import TabularDiffusionSynthesizer, _codes_to_host
 
 TARGET = "churn"
 PARTS = ("fit", "big_batch", "sample", "compile", "images")
@@ -115,7 +118,12 @@ def gpu_pass(
     diffusion = GaussianMultinomialDiffusion(enc.n_num, enc.num_classes, synth.noise_scheduler_)
     diffusion = diffusion.to(device)
     labels = torch.randint(0, len(enc.target_classes_), (n,), device=device)
-    denoise = _guided(model, labels, 1.0, len(enc.target_classes_), device)
+
+    def predict(x: torch.Tensor, t: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
+        with autocast(device):
+            return model(x, t) if cls is None else model(x, t, cls)
+
+    denoise = guided(predict, labels, 1.0, len(enc.target_classes_))
     generator = torch.Generator(device=device).manual_seed(0)
     solver = make_solver("dpmsolver", synth.noise_scheduler_)
     return (*diffusion.sample(denoise, n, solver, steps, device, generator), labels)
@@ -193,7 +201,8 @@ def bench_images(quick: bool) -> dict[str, Any]:
         device="cuda",
     )
     torch.cuda.reset_peak_memory_stats()
-    _, fit_s = _timed(synth.fit, x[tr], y[tr], [str(i) for i in range(10)], progress=False)
+    train = ImageSet(images=x[tr], labels=y[tr], class_names=[str(i) for i in range(10)])
+    _, fit_s = _timed(synth.fit, train, progress=False)
     out: dict[str, Any] = {
         "train_images": len(tr),
         "fit_steps": steps,
@@ -207,7 +216,7 @@ def bench_images(quick: bool) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
         _sync()
         t = time.perf_counter()
-        got = sum(len(imgs) for imgs, _ in synth.sample_shards(n, num_inference_steps=20))
+        got = sum(len(shard) for shard in synth.sample_shards(n, num_inference_steps=20))
         _sync()
         s = time.perf_counter() - t
         out[f"sample_{n}"] = {

@@ -14,6 +14,7 @@ from sklearn.datasets import load_digits, load_wine
 
 from synth.config import ImageModelSpec, ModelSpec, TrainingSpec
 from synth.data.schema import infer_schema
+from synth.images.io import ImageSet
 from synth.images.synthesizer import ImageDiffusionSynthesizer
 from synth.tabular.synthesizer import TabularDiffusionSynthesizer
 
@@ -74,7 +75,7 @@ def test_images_fit_and_sample_on_cuda():
     spec = ImageModelSpec(block_out_channels=[16, 32])
     training = TrainingSpec(steps=30, batch_size=64, lr=1e-3)
     synth = ImageDiffusionSynthesizer(spec, training, device="cuda")
-    synth.fit(x[:512], digits.target[:512], progress=False)
+    synth.fit(ImageSet(x[:512], digits.target[:512], []), progress=False)
     assert next(synth.unet_.parameters()).is_cuda
     images, labels = synth.sample(300, num_inference_steps=5)
     assert images.shape == (300, 1, 16, 16) and labels.shape == (300,)

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from synth.config import ImageModelSpec, TrainingSpec
 from synth.errors import InputDataError, NotFittedError
+from synth.images.io import ImageSet
 from synth.images.synthesizer import ImageDiffusionSynthesizer
 
 pytestmark = pytest.mark.slow
@@ -44,7 +45,8 @@ def _training(steps: int, **kw) -> TrainingSpec:
 def fitted(digits):
     x, y, _, _ = digits
     names = [str(i) for i in range(10)]
-    return ImageDiffusionSynthesizer(SMALL, _training(250), seed=0).fit(x, y, names, progress=False)
+    train = ImageSet(images=x, labels=y, class_names=names)
+    return ImageDiffusionSynthesizer(SMALL, _training(250), seed=0).fit(train, progress=False)
 
 
 def test_constructor_only_stores_parameters():
@@ -64,7 +66,7 @@ def test_constructor_only_stores_parameters():
 )
 def test_bad_images_are_rejected(bad):
     with pytest.raises(InputDataError):
-        ImageDiffusionSynthesizer(SMALL, _training(1)).fit(bad)
+        ImageDiffusionSynthesizer(SMALL, _training(1)).fit(ImageSet(bad, None, []))
 
 
 def test_samples_are_images_with_requested_label_counts(fitted):
@@ -120,25 +122,27 @@ def test_fine_tunes_from_a_local_pretrained_checkpoint(digits, tmp_path):
     s = ImageDiffusionSynthesizer(
         spec, TrainingSpec(steps=1, batch_size=8, lr=1e-12, warmup_steps=0, ema_decay=0.0)
     )
-    s.fit(x[:64], y[:64], progress=False)
+    s.fit(ImageSet(x[:64], y[:64], []), progress=False)
     assert torch.allclose(s.unet_.conv_in.weight, pre.conv_in.weight, atol=1e-6)  # started there
     assert s.unet_.config.num_class_embeds == 11  # 10 classes + the null class, added on top
     # The added embedding is initialised, never left as uninitialised memory (NaN seen before).
     emb = s.unet_.class_embedding.weight
     assert torch.isfinite(emb).all() and 0.5 < float(emb.std()) < 2.0
     with pytest.raises(InputDataError, match="no UNet2DModel"):
-        ImageDiffusionSynthesizer(ImageModelSpec(pretrained=tmp_path)).fit(x[:8])
+        ImageDiffusionSynthesizer(ImageModelSpec(pretrained=tmp_path)).fit(
+            ImageSet(x[:8], None, [])
+        )
 
 
 def test_training_resumes_from_its_checkpoint(digits, tmp_path):
     x, y, _, _ = digits
     ckpt = tmp_path / "ckpt"
     ImageDiffusionSynthesizer(SMALL, _training(6, checkpoint_every=3)).fit(
-        x[:128], y[:128], checkpoint_dir=ckpt, progress=False
+        ImageSet(x[:128], y[:128], []), checkpoint_dir=ckpt, progress=False
     )
     assert json.loads((ckpt / "training_state" / "state.json").read_text())["step"] == 6
     ImageDiffusionSynthesizer(SMALL, _training(12, checkpoint_every=3)).fit(
-        x[:128], y[:128], checkpoint_dir=ckpt, progress=False
+        ImageSet(x[:128], y[:128], []), checkpoint_dir=ckpt, progress=False
     )
     assert json.loads((ckpt / "training_state" / "state.json").read_text())["step"] == 12
 

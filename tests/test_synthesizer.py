@@ -217,9 +217,10 @@ def test_same_seed_same_sample(churn_synth):
 def test_sample_shards(churn_synth):
     shards = list(churn_synth.sample_shards(350, shard_rows=100, seed=5))
     assert [len(s) for s in shards] == [100, 100, 100, 50]
-    whole = pd.concat(shards, ignore_index=True)
+    assert [s.start for s in shards] == [0, 100, 200, 300]
+    whole = pd.concat([s.data for s in shards], ignore_index=True)
     assert whole["rownames"].tolist() == list(range(1, 351))
-    assert [s["rownames"].iloc[0] for s in shards] == [1, 101, 201, 301]
+    assert [s.data["rownames"].iloc[0] for s in shards] == [1, 101, 201, 301]
     # sample() is the concatenation of the same shards
     pd.testing.assert_frame_equal(churn_synth.sample(350, shard_rows=100, seed=5), whole)
 
@@ -227,7 +228,7 @@ def test_sample_shards(churn_synth):
 def test_conditions_across_shards(churn_synth):
     shards = list(churn_synth.sample_shards(conditions={"Yes": 130, "No": 120}, shard_rows=100))
     assert [len(s) for s in shards] == [100, 100, 50]
-    labels = pd.concat(shards)["churn"].value_counts().to_dict()
+    labels = pd.concat([s.data for s in shards])["churn"].value_counts().to_dict()
     assert labels == {"Yes": 130, "No": 120}
 
 

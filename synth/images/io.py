@@ -61,7 +61,7 @@ class ImageSet:
     images: np.ndarray  # float32 [N, C, H, W], H = W = resolution
     labels: np.ndarray | None  # int64 [N]
     class_names: list[str]
-    source: ImageSourceInfo
+    source: ImageSourceInfo | None = None  # how the files stored pixels; None for in-memory sets
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,8 +29,12 @@ from synth.config import ImageModelSpec, TrainingSpec
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
 from synth.labels import draw_labels
+from synth.synthesizer import Shard, guided
 from synth.tabular.diffusion import make_solver
 from synth.training import drop_labels, make_accelerator, train_loop
+
+if TYPE_CHECKING:
+    from synth.images.io import ImageSet
 
 KIND = "image-diffusion"
 CPU_SHARD_IMAGES = 256
@@ -89,14 +93,15 @@ class ImageDiffusionSynthesizer:
     # ---- fit ----------------------------------------------------------------------------
     def fit(
         self,
-        images: np.ndarray,
-        labels: np.ndarray | None = None,
-        class_names: list[str] | None = None,
+        train: ImageSet,
+        *,
         checkpoint_dir: Path | str | None = None,
         progress: bool = True,
     ) -> ImageDiffusionSynthesizer:
-        """Learn from images float32 [N, C, H, W] in [0, 1] (and optional int labels)."""
-        images = _check_images(images)
+        """Learn from `train.images` (float32 [N, C, H, W] in [0, 1]) and, when the set has
+        them, `train.labels` (int [N]) into `train.class_names`."""
+        images = _check_images(train.images)
+        labels, class_names = train.labels, train.class_names
         n, channels, height, _ = images.shape
         use_labels = labels is not None and self.model.conditional
         self.class_names_ = list(class_names or []) if use_labels else []
@@ -169,7 +174,7 @@ class ImageDiffusionSynthesizer:
     def _check_fitted(self) -> None:
         if not hasattr(self, "unet_"):
             raise NotFittedError(
-                "ImageDiffusionSynthesizer is not fitted yet: call fit(images) or load(dir) first"
+                "ImageDiffusionSynthesizer is not fitted yet: call fit(train) or load(dir) first"
             )
 
     def _labels_for(self, n: int, conditions: dict[Any, int] | None, rng) -> np.ndarray | None:
@@ -191,8 +196,9 @@ class ImageDiffusionSynthesizer:
         guidance_scale: float = 1.0,
         seed: int | None = None,
         progress: bool = False,
-    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """Yield (images [b, C, H, W] in [0, 1], labels or None), shard by shard."""
+    ) -> Iterator[Shard]:
+        """Yield Shards of images [b, C, H, W] in [0, 1] (labels or None), all drawn from one
+        generator seeded `seed`."""
         self._check_fitted()
         if conditions:
             n = sum(int(v) for v in conditions.values())
@@ -203,49 +209,78 @@ class ImageDiffusionSynthesizer:
         device = pick_device(self.device)
         if shard_rows is None:
             shard_rows = CUDA_SHARD_IMAGES if device.type == "cuda" else CPU_SHARD_IMAGES
-        unet = self.unet_.to(device).eval()
         generator = torch.Generator(device=device).manual_seed(seed)
-        null = len(self.class_names_)
         bar = tqdm(total=n, desc="sample", unit="img", disable=not progress, dynamic_ncols=True)
-        done = 0
-        while done < n:
-            size = min(shard_rows, n - done)
-            y = (
-                None
-                if labels is None
-                else torch.as_tensor(labels[done : done + size], device=device)
+        for start in range(0, n, shard_rows):
+            size = min(shard_rows, n - start)
+            batch = None if labels is None else labels[start : start + size]
+            yield self._draw(
+                start, size, batch, num_inference_steps, scheduler, guidance_scale, generator
             )
-            solver = make_solver(scheduler, self.noise_scheduler_)
-            solver.set_timesteps(num_inference_steps, device=device)
-            shape = (size, self.channels_, self.resolution_, self.resolution_)
-            x = torch.randn(shape, device=device, generator=generator)
-            for t in solver.timesteps:
-                tt = torch.full((size,), int(t), device=device, dtype=torch.long)
-                with autocast(device):
-                    if y is None:
-                        out = unet(x, tt).sample.float()
-                    elif guidance_scale == 1.0:
-                        out = unet(x, tt, class_labels=y).sample.float()
-                    else:
-                        both = unet(
-                            torch.cat([x, x]),
-                            torch.cat([tt, tt]),
-                            class_labels=torch.cat([y, torch.full_like(y, null)]),
-                        ).sample
-                        cond, uncond = both.float().chunk(2)
-                        out = uncond + guidance_scale * (cond - uncond)
-                x = solver.step(out, t, x, generator=generator).prev_sample
-            images = ((x.clamp(-1, 1) + 1) / 2).float().cpu().numpy()
-            yield images, None if y is None else y.cpu().numpy()
-            done += size
             bar.update(size)
         bar.close()
 
+    @torch.inference_mode()
+    def sample_shard(
+        self,
+        n: int,
+        conditions: dict[Any, int] | None = None,
+        *,
+        seed: int,
+        offset: int = 0,
+        num_inference_steps: int = 20,
+        scheduler: str = "dpmsolver",
+        guidance_scale: float = 1.0,
+    ) -> Shard:
+        """One independent shard in one pass: `n` images (or exactly `conditions`' counts)
+        drawn from its own `seed`, as images `offset` onwards. Shards depend on nothing but
+        their arguments, so they can be drawn on other machines, in any order."""
+        self._check_fitted()
+        if conditions:
+            n = sum(int(v) for v in conditions.values())
+        if n < 1:
+            raise InputDataError("ask for at least one image")
+        labels = self._labels_for(n, conditions, np.random.default_rng(seed))
+        generator = torch.Generator(device=pick_device(self.device)).manual_seed(seed)
+        return self._draw(
+            offset, n, labels, num_inference_steps, scheduler, guidance_scale, generator
+        )
+
+    def _draw(
+        self,
+        start: int,
+        size: int,
+        labels: np.ndarray | None,
+        num_inference_steps: int,
+        scheduler: str,
+        guidance_scale: float,
+        generator: torch.Generator,
+    ) -> Shard:
+        """One reverse-diffusion pass of `size` images from `generator`, on its device."""
+        device = generator.device
+        unet = self.unet_.to(device).eval()
+        y = None if labels is None else torch.as_tensor(labels, device=device)
+
+        def predict(x: torch.Tensor, t: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
+            with autocast(device):
+                return unet(x, t, class_labels=cls).sample.float()
+
+        denoise = guided(predict, y, guidance_scale, len(self.class_names_))
+        solver = make_solver(scheduler, self.noise_scheduler_)
+        solver.set_timesteps(num_inference_steps, device=device)
+        shape = (size, self.channels_, self.resolution_, self.resolution_)
+        x = torch.randn(shape, device=device, generator=generator)
+        for t in solver.timesteps:
+            tt = torch.full((size,), int(t), device=device, dtype=torch.long)
+            x = solver.step(denoise(x, tt), t, x, generator=generator).prev_sample
+        images = ((x.clamp(-1, 1) + 1) / 2).float().cpu().numpy()
+        return Shard(start=start, data=images, labels=None if y is None else y.cpu().numpy())
+
     def sample(self, n: int | None = None, conditions: dict[Any, int] | None = None, **kw: Any):
         """All shards at once: (images, labels or None)."""
-        parts = list(self.sample_shards(n, conditions, **kw))
-        images = np.concatenate([p[0] for p in parts])
-        labels = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+        shards = list(self.sample_shards(n, conditions, **kw))
+        images = np.concatenate([s.data for s in shards])
+        labels = None if shards[0].labels is None else np.concatenate([s.labels for s in shards])
         return images, labels
 
     @torch.inference_mode()

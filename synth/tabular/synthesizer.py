@@ -23,6 +23,7 @@ from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
 from synth.labels import draw_labels
+from synth.synthesizer import Shard, guided
 from synth.tabular.denoiser import TabularDenoiser
 from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
 from synth.tabular.encoders import EncodedTable, TableEncoder, columns_to_frame
@@ -69,7 +70,11 @@ class TabularDiffusionSynthesizer:
         )
 
     def fit(
-        self, train: pd.DataFrame, checkpoint_dir: Path | str | None = None, progress: bool = True
+        self,
+        train: pd.DataFrame,
+        *,
+        checkpoint_dir: Path | str | None = None,
+        progress: bool = True,
     ) -> TabularDiffusionSynthesizer:
         """Learn the table. With `checkpoint_dir`, save there as training goes and resume."""
         if len(train) < 2:
@@ -166,8 +171,9 @@ class TabularDiffusionSynthesizer:
         id_strategy: str = "regenerate",
         seed: int | None = None,
         progress: bool = False,
-    ) -> Iterator[pd.DataFrame]:
-        """Yield the synthetic table shard by shard, so memory stays flat in `n`."""
+    ) -> Iterator[Shard]:
+        """Yield the synthetic table shard by shard (rows `start` onwards), so memory stays
+        flat in `n`."""
         self._check_fitted()
         if conditions:
             n = sum(int(v) for v in conditions.values())
@@ -201,7 +207,7 @@ class TabularDiffusionSynthesizer:
                 if prefetch and i + 1 < len(starts):
                     pending = pool.submit(draw, starts[i + 1])
                 decoded = self.encoder_.inverse_transform(enc)
-                yield self._complete(decoded, start, id_strategy)
+                yield Shard(start=start, data=self._complete(decoded, start, id_strategy))
                 bar.update(len(decoded))
         bar.close()
 
@@ -221,7 +227,12 @@ class TabularDiffusionSynthesizer:
             self.encoder_.n_num, self.encoder_.num_classes, self.noise_scheduler_
         ).to(device)
         y = None if labels is None else torch.as_tensor(labels, device=device)
-        denoise = _guided(model, y, guidance_scale, len(self.encoder_.target_classes_), device)
+
+        def predict(x: torch.Tensor, t: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
+            with autocast(device):  # inside predict: guidance's arithmetic stays float32
+                return model(x, t) if cls is None else model(x, t, cls)
+
+        denoise = guided(predict, y, guidance_scale, len(self.encoder_.target_classes_))
         x_num, x_cat = diffusion.sample(
             denoise,
             size,
@@ -247,9 +258,9 @@ class TabularDiffusionSynthesizer:
         scheduler: str = "dpmsolver",
         guidance_scale: float = 1.0,
         id_strategy: str = "regenerate",
-    ) -> pd.DataFrame:
+    ) -> Shard:
         """One independent shard in one pass: `n` rows (or exactly `conditions`' counts) drawn
-        from its own `seed`, with regenerated IDs numbered from `offset + 1`.
+        from its own `seed`, starting at row `offset` (regenerated IDs number from `offset + 1`).
 
         Shards depend on nothing but their arguments, so they can be drawn on other machines
         in any order and still join into the same table, with IDs unique across shards.
@@ -264,13 +275,15 @@ class TabularDiffusionSynthesizer:
         enc = self._draw_encoded(
             n, labels, num_inference_steps, scheduler, guidance_scale, generator
         )
-        return self._complete(self.encoder_.inverse_transform(enc), offset, id_strategy)
+        decoded = self.encoder_.inverse_transform(enc)
+        return Shard(start=offset, data=self._complete(decoded, offset, id_strategy))
 
     def sample(
         self, n: int | None = None, conditions: dict[Any, int] | None = None, **kwargs: Any
     ) -> pd.DataFrame:
         """Sample `n` rows (or the counts in `conditions`) as one DataFrame."""
-        return pd.concat(list(self.sample_shards(n, conditions, **kwargs)), ignore_index=True)
+        shards = self.sample_shards(n, conditions, **kwargs)
+        return pd.concat([shard.data for shard in shards], ignore_index=True)
 
     def _complete(self, df: pd.DataFrame, offset: int, id_strategy: str) -> pd.DataFrame:
         """Add back the columns that are not modelled: constants, and regenerated IDs."""
@@ -329,29 +342,6 @@ class TabularDiffusionSynthesizer:
         obj.steps_trained_ = state["steps_trained"]
         obj.final_loss_ = state["final_loss"]
         return obj
-
-
-def _guided(
-    model: TabularDenoiser,
-    labels: torch.Tensor | None,
-    scale: float,
-    n_labels: int,
-    device: torch.device,
-):
-    """Bind labels and classifier-free guidance: out = uncond + scale * (cond - uncond)."""
-
-    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with autocast(device):
-            if labels is None:
-                return model(x, t)
-            if scale == 1.0:
-                return model(x, t, labels)
-            null = torch.full_like(labels, n_labels)
-            both = model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))
-            cond, uncond = both.float().chunk(2)
-            return uncond + scale * (cond - uncond)
-
-    return denoise
 
 
 def _codes_to_host(codes: torch.Tensor, k_max: int) -> np.ndarray:
