@@ -8,20 +8,20 @@ A report is a claim; this is the evidence. An export whose report was edited to 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import pandas as pd
-import pyarrow.parquet as pq
 from pydantic import BaseModel, ValidationError
 
 from evaluation.gate import GateResult
 from synth.config import EvaluationSpec, ImageThresholds, Thresholds
 from synth.data.schema import ColumnOverride
 from synth.errors import InputDataError
-
-if TYPE_CHECKING:
-    from evaluation.validate import Check, Export
+from synth.export.check import Check
+from synth.export.folder import Export
+from synth.export.formats import export_format
+from synth.export.parquet import read_export_rows
+from synth.lineage import Lineage
 
 
 def recorded_thresholds(report: dict[str, Any], model: type[BaseModel]) -> BaseModel:
@@ -51,8 +51,6 @@ def _overridden_failures(report: dict[str, Any]) -> set[str]:
 
 def gate_checks(gate: GateResult, report: dict[str, Any]) -> list[Check]:
     """One `recompute.<metric>` check per gate metric, with value and threshold."""
-    from evaluation.validate import Check
-
     accepted = _overridden_failures(report)
     out = []
     for c in gate.checks:
@@ -75,15 +73,21 @@ def _seed(seed: int | None, report: dict[str, Any]) -> int:
     return stored if isinstance(stored, int) else 0
 
 
+def _lineage(meta: dict[str, Any]) -> Lineage | None:
+    return Lineage.read(meta.get("lineage"))
+
+
 def _max_rows(meta: dict[str, Any]) -> int:
     """The job's `evaluation.max_rows` (recorded in the lineage), else the spec's default."""
-    stored = (meta.get("lineage") or {}).get("evaluation_max_rows")
-    return stored if isinstance(stored, int) and stored > 0 else EvaluationSpec().max_rows
+    lineage = _lineage(meta)
+    stored = lineage.evaluation_max_rows if lineage is not None else None
+    return stored if stored is not None and stored > 0 else EvaluationSpec().max_rows
 
 
 def _column_overrides(meta: dict[str, Any]) -> dict[str, ColumnOverride]:
     """The job's `source.columns` overrides, so columns get the kinds the job gave them."""
-    stored = (meta.get("lineage") or {}).get("columns") or {}
+    lineage = _lineage(meta)
+    stored = lineage.columns if lineage is not None else {}
     try:
         return {str(k): ColumnOverride.model_validate(v) for k, v in stored.items()}
     except (AttributeError, ValidationError) as err:
@@ -99,25 +103,18 @@ def _target(target: str | None, meta: dict[str, Any], report: dict[str, Any]) ->
     """--target, else a target the lineage records; refuse to silently skip TSTR."""
     if target is not None:
         return target
-    lineage = meta.get("lineage") or {}
-    for found in (lineage.get("target"), (lineage.get("source") or {}).get("target")):
-        if isinstance(found, str):
-            return found
+    lineage = _lineage(meta)
+    if lineage is not None and lineage.target is not None:
+        return lineage.target
+    older = ((lineage.model_extra or {}) if lineage is not None else {}).get("source")
+    if isinstance(older, dict) and isinstance(older.get("target"), str):
+        return older["target"]  # lineages that nested the job's source
     if (report.get("metrics") or {}).get("tstr") is not None:
         raise InputDataError(
             "the export's report measured TSTR on a target column the export does not name: "
             "pass --target COLUMN"
         )
     return None
-
-
-def export_rows(export: Export) -> pd.DataFrame:
-    """The exported rows, read back from the Parquet files (manifest order)."""
-    names = export.data_files if export.selected else list(export.entries) or export.data_files
-    frames = [pq.read_table(export.root / n).to_pandas() for n in names]
-    if not frames:
-        raise InputDataError(f"{str(export.root)!r} holds no Parquet rows to evaluate")
-    return pd.concat(frames, ignore_index=True)
 
 
 def recompute_table(
@@ -140,7 +137,7 @@ def recompute_table(
     evaluation = evaluate_table(
         real_df,
         holdout_df,
-        export_rows(export),
+        read_export_rows(export),
         schema,
         recorded_thresholds(report, Thresholds),  # type: ignore[arg-type]
         seed=_seed(seed, report),
@@ -151,47 +148,6 @@ def recompute_table(
 
 
 # --------------------------------------------------------------------------- images
-
-
-def _image_parquet(export: Export) -> tuple[np.ndarray, list[str | None]]:
-    """[N, C, H, W] floats in [0, 1] and the label names, decoded from the PNG rows."""
-    from synth.export.image_parquet import decode_png
-
-    table = export_rows(export)
-    images, labels = [], []
-    for png, label in zip(table["image"], table["label"], strict=True):
-        arr = decode_png(png)
-        scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-        x = arr.astype(np.float32) / scale
-        images.append(x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0))
-        labels.append(None if label is None or pd.isna(label) else str(label))
-    return np.stack(images), labels
-
-
-def _dicom(export: Export) -> tuple[np.ndarray, list[str | None]]:
-    """The exported DICOM images mapped back to [0, 1] over the value range the export
-    recorded (the source's), and each file's label."""
-    import pydicom
-
-    from synth.config import ImageSourceSpec
-    from synth.export.dicom import read_dicom_label
-    from synth.images.io import load_images
-
-    manifest = export.manifest or {}
-    lo, hi = (manifest.get("pixels") or {}).get("value_range") or (None, None)
-    names = sorted(export.data_files)
-    if not names:
-        raise InputDataError(f"{str(export.root)!r} holds no DICOM files to evaluate")
-    first = pydicom.dcmread(export.root / names[0], stop_before_pixels=True)
-    window = None if lo is None or hi is None or hi <= lo else ((lo + hi) / 2, hi - lo)
-    spec = ImageSourceSpec(resolution=int(first.Rows), labels="none", window=window)
-    images = load_images(export.root, spec, format="dicom").images
-    attribute = str(manifest.get("label_attribute") or "ImageComments")
-    labels = [
-        read_dicom_label(pydicom.dcmread(export.root / n, stop_before_pixels=True), attribute)
-        for n in names
-    ]
-    return images, labels
 
 
 def _label_indices(labels: list[str | None], class_names: list[str]) -> np.ndarray | None:
@@ -227,7 +183,10 @@ def recompute_images(
                 "folders of real images"
             )
     report = meta.get("report") or {}
-    images, names = _dicom(export) if export.format == "dicom" else _image_parquet(export)
+    read_images = export_format(export).read_images
+    if read_images is None:
+        raise InputDataError(f"a {export.format} export holds no images to evaluate")
+    images, names = read_images(export)
     spec = ImageSourceSpec(resolution=int(images.shape[-1]), channels=int(images.shape[1]))
     train, held = load_images(real, spec), load_images(holdout, spec)
     if held.labels is not None and held.class_names != train.class_names:
@@ -262,7 +221,7 @@ def recompute(
     for label, path in (("--real", real), ("--holdout", holdout)):
         if not path.exists():
             raise InputDataError(f"{label} {str(path)!r} does not exist: check the path")
-    if export.format == "parquet":
+    if export_format(export).modality == "table":
         return recompute_table(
             export, meta, real, holdout, target=target, seed=seed, progress=progress
         )

@@ -14,7 +14,7 @@ import pytest
 from synth.data.schema import infer_schema
 from synth.export import read_export_metadata, to_arrow_table, write_parquet_export
 from synth.hashing import file_sha256
-from synth.lineage import build_lineage
+from synth.lineage import Lineage
 
 N = 120
 META = {"lineage": {"seed": 3, "data_hash": "d" * 64}, "report": {"gate": "passed", "auc": 0.61}}
@@ -171,8 +171,27 @@ def test_unknown_column_refused(source, schema):
 
 
 def test_lineage_travels_with_the_export(tmp_path, source, schema):
-    lineage = build_lineage(spec_hash="s", data_hash="d", model_hash="m", seed=3, split={"n": 1})
+    split = {"holdout_fraction": 0.2, "n_train": 4, "n_holdout": 1}
+    lineage = Lineage.create(
+        spec_hash="s", data_hash="d", model_hash="m", seed=3, split=split
+    ).to_dict()
     assert {"python", "torch", "pandas", "pyarrow", "prefect"} <= set(lineage["packages"])
     assert lineage["created_at"].endswith("+00:00")
     write_parquet_export([source], tmp_path / "e", schema, {"lineage": lineage})
     assert read_export_metadata(tmp_path / "e") == {"lineage": lineage}
+
+
+def test_lineage_writes_its_keys_in_order_and_reads_older_records():
+    lineage = Lineage.create(spec_hash="s", data_hash="d", model_hash="m", seed=3, job="j")
+    assert list(lineage.to_dict()) == [
+        "lineage_version", "created_at", "spec_hash", "data_hash", "model_hash", "seed",
+        "split", "packages", "job", "modality", "target", "gate_override",
+        "gate_override_reason", "columns", "evaluation_max_rows",
+    ]  # fmt: skip
+    assert Lineage.read(lineage.to_dict()) == lineage
+    older = Lineage.read({"seed": 7, "data_hash": "e" * 64, "source": {"target": "churn"}})
+    assert older is not None and older.seed == 7 and older.columns == {}
+    assert older.target is None and older.evaluation_max_rows is None
+    assert (older.model_extra or {})["source"] == {"target": "churn"}  # unknown keys kept
+    assert Lineage.read({"columns": [1], "evaluation_max_rows": "many"}).columns == {}
+    assert Lineage.read(None) is None and Lineage.read(["lineage"]) is None

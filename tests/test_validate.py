@@ -29,14 +29,16 @@ from evaluation.gate import apply_gate
 from evaluation.junit import SUITE, write_junit
 from evaluation.table import evaluate_table
 from evaluation.validate import ValidationResult, validate_export
-from synth.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app, write_demo_split
 from synth.config import ImageThresholds, Thresholds
 from synth.data.schema import ColumnOverride, infer_schema
 from synth.data.split import save_split
 from synth.errors import InputDataError
-from synth.export.parquet import MANIFEST_NAME, write_parquet_export
+from synth.export.folder import FORMATS, MANIFEST_NAME
+from synth.export.formats import EXPORT_FORMATS
+from synth.export.parquet import write_parquet_export
 from synth.hashing import file_sha256
-from synth.lineage import build_lineage
+from synth.lineage import Lineage
+from synth_cli.main import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app, write_demo_split
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -53,13 +55,14 @@ def split() -> ChurnSplit:
 
 
 def _lineage(modality: str = "table") -> dict[str, Any]:
-    return build_lineage(
+    return Lineage.create(
         spec_hash="a" * 64,
         data_hash="b" * 64,
         model_hash="c" * 64,
         seed=0,
-        extra={"job": "validate-test", "modality": modality},
-    )
+        job="validate-test",
+        modality=modality,
+    ).to_dict()
 
 
 def _report(evaluation: Any, modality: str = "table") -> dict[str, Any]:
@@ -363,11 +366,10 @@ def test_recompute_measures_with_the_jobs_column_overrides_and_max_rows(tmp_path
         progress=False,
     )  # fmt: skip
     job_lines = [c.line() for c in ev.gate.checks]
-    lineage = build_lineage(
+    lineage = Lineage.create(
         spec_hash="a" * 64, data_hash="b" * 64, model_hash="c" * 64, seed=0,
-        extra={"modality": "table", "columns": {"tenure": {"kind": "id"}},
-               "evaluation_max_rows": 400},
-    )  # fmt: skip
+        modality="table", columns={"tenure": {"kind": "id"}}, evaluation_max_rows=400,
+    ).to_dict()  # fmt: skip
     report = {**ev.to_dict(), "extra": {"lineage": lineage}}
     export = tmp_path / "synthetic"
     write_parquet_export([split.fresh], export, schema, {"lineage": lineage, "report": report})
@@ -381,6 +383,12 @@ def test_recompute_measures_with_the_jobs_column_overrides_and_max_rows(tmp_path
         split.train, split.holdout, split.fresh, split.schema, Thresholds(), progress=False
     )
     assert [c.line() for c in default.gate.checks] != job_lines
+
+
+def test_every_format_open_export_accepts_has_one_handler():
+    assert tuple(EXPORT_FORMATS) == FORMATS
+    assert {f.name for f in EXPORT_FORMATS.values()} == set(FORMATS)
+    assert [f.read_images is None for f in EXPORT_FORMATS.values()] == [True, False, False]
 
 
 def test_recompute_needs_a_target_when_the_report_used_one(good_export, real_csvs):

@@ -29,6 +29,11 @@ source file can be copied into an output file: privacy holds by construction, an
 The files (``syn-00001.dcm``, ...) and a ``_manifest.json`` (files, SHA-256 each, label
 counts, the caller's metadata) are published together with `synth.atomic.atomic_directory`:
 a failure midway leaves no output directory behind (and keeps a previous export).
+
+A published export is read back with `read_images` (pixels mapped back to [0, 1] over the
+recorded value range, and each file's label) and checked with `check_dicom_schema` (each file
+parses and has the SOP class, UIDs, label and pixel layout the manifest recorded; messages name
+files and attributes, never pixel values) and `stored_metadata` (the manifest's metadata).
 """
 
 from __future__ import annotations
@@ -46,13 +51,20 @@ from typing import Any, Protocol
 
 import highdicom
 import numpy as np
+import pydicom
 from highdicom.sc import SCImage
+from pydicom.errors import InvalidDicomError
 from pydicom.valuerep import DSfloat
 
 from synth import __version__
 from synth.atomic import atomic_directory
-from synth.export.parquet import MANIFEST_NAME, _json_default
+from synth.config import ImageSourceSpec
+from synth.errors import InputDataError
+from synth.export.check import MAX_NAMED, Check
+from synth.export.folder import MANIFEST_NAME, Export
+from synth.export.metadata import json_default
 from synth.hashing import file_record
+from synth.images.io import load_images
 
 SC_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 LABEL_PREFIX = "label="
@@ -385,13 +397,134 @@ def write_dicom_export(
             "metadata": metadata,
         }
         (tmp / MANIFEST_NAME).write_text(
-            json.dumps(manifest, indent=2, sort_keys=False, default=_json_default),
+            json.dumps(manifest, indent=2, sort_keys=False, default=json_default),
             encoding="utf-8",
         )
     return [out_dir / e["path"] for e in entries]
 
 
-# -- validation helpers -----------------------------------------------------------------------
+# -- reading a published export ----------------------------------------------------------------
+
+
+def read_images(export: Export) -> tuple[np.ndarray, list[str | None]]:
+    """The exported images mapped back to [0, 1] ([N, C, H, W] floats) over the value range
+    the export recorded (the source's), and each file's label."""
+    manifest = export.manifest or {}
+    lo, hi = (manifest.get("pixels") or {}).get("value_range") or (None, None)
+    names = sorted(export.data_files)
+    if not names:
+        raise InputDataError(f"{str(export.root)!r} holds no DICOM files to evaluate")
+    first = pydicom.dcmread(export.root / names[0], stop_before_pixels=True)
+    window = None if lo is None or hi is None or hi <= lo else ((lo + hi) / 2, hi - lo)
+    spec = ImageSourceSpec(resolution=int(first.Rows), labels="none", window=window)
+    images = load_images(export.root, spec, format="dicom").images
+    attribute = str(manifest.get("label_attribute") or "ImageComments")
+    labels = [
+        read_dicom_label(pydicom.dcmread(export.root / n, stop_before_pixels=True), attribute)
+        for n in names
+    ]
+    return images, labels
+
+
+def stored_metadata(export: Export) -> tuple[dict[str, Any] | None, str | None]:
+    """The {lineage, report} the export carries in its manifest, or (None, why not)."""
+    meta = (export.manifest or {}).get("metadata")
+    if not isinstance(meta, dict):
+        return None, f"{MANIFEST_NAME} carries no metadata (lineage, report)"
+    return meta, None
+
+
+# -- checking a published export ---------------------------------------------------------------
+
+
+def _expected(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Attribute -> value every file must carry, from the manifest's top level and `pixels`."""
+    px = manifest.get("pixels") or {}
+    want: dict[str, Any] = {
+        "SOPClassUID": manifest.get("sop_class_uid"),
+        "StudyInstanceUID": manifest.get("study_instance_uid"),
+        "SeriesInstanceUID": manifest.get("series_instance_uid"),
+        "PhotometricInterpretation": px.get("photometric"),
+        "BitsStored": px.get("bits_stored"),
+        "BitsAllocated": px.get("bits_stored"),
+        "HighBit": None if px.get("bits_stored") is None else px["bits_stored"] - 1,
+        "PixelRepresentation": None if px.get("signed") is None else int(bool(px["signed"])),
+        "SamplesPerPixel": None
+        if px.get("photometric") is None
+        else (3 if px["photometric"] == "RGB" else 1),
+    }
+    return {k: v for k, v in want.items() if v is not None}
+
+
+def _pixel_bytes(ds: Any) -> int:
+    n = int(ds.Rows) * int(ds.Columns) * int(ds.SamplesPerPixel) * int(ds.BitsAllocated) // 8
+    return n + n % 2  # pixel data is padded to an even length
+
+
+def _file_problems(
+    ds: Any, name: str, want: dict[str, Any], entry: dict[str, Any], label_attribute: str
+) -> list[str]:
+    problems = []
+    for keyword, value in want.items():
+        got = getattr(ds, keyword, None)
+        if got is None or str(got) != str(value):
+            problems.append(f"{name}: {keyword} is not the manifest's {value}")
+    uid = entry.get("sop_instance_uid")
+    if uid is not None and str(getattr(ds, "SOPInstanceUID", "")) != uid:
+        problems.append(f"{name}: SOPInstanceUID differs from the manifest")
+    if "label" in entry and read_dicom_label(ds, label_attribute) != entry["label"]:
+        problems.append(f"{name}: the label in {label_attribute} differs from the manifest")
+    try:
+        if len(ds.PixelData) != _pixel_bytes(ds):
+            problems.append(f"{name}: PixelData length does not fit Rows x Columns x bits")
+    except (AttributeError, TypeError, ValueError):
+        problems.append(f"{name}: no PixelData, or no Rows/Columns/SamplesPerPixel/BitsAllocated")
+    return problems
+
+
+def dicom_problems(export: Export) -> tuple[list[str], int, str]:
+    """(problems, files parsed, the image size as text) for every .dcm file on disk."""
+    manifest = export.manifest or {}
+    want = _expected(manifest)
+    entries = export.entries
+    label_attribute = str(manifest.get("label_attribute") or "ImageComments")
+    problems: list[str] = []
+    if not manifest:
+        problems.append("no usable manifest: SOP class and pixel layout cannot be checked")
+    sizes: set[tuple[int, int]] = set()
+    parsed = 0
+    for name in export.data_files:
+        try:
+            ds = pydicom.dcmread(export.root / name)
+        except (InvalidDicomError, OSError, ValueError, KeyError, TypeError, EOFError) as err:
+            problems.append(f"{name} does not parse as DICOM ({type(err).__name__})")
+            continue
+        parsed += 1
+        problems += _file_problems(ds, name, want, entries.get(name, {}), label_attribute)
+        if "Rows" in ds and "Columns" in ds:
+            sizes.add((int(ds.Rows), int(ds.Columns)))
+    if len(sizes) > 1:
+        problems.append(f"files differ in size: {sorted(sizes)}")
+    if parsed == 0 and not problems:
+        problems.append("no DICOM file to check")
+    size = "x".join(map(str, next(iter(sizes)))) if len(sizes) == 1 else "?"
+    return problems, parsed, size
+
+
+def check_dicom_schema(export: Export) -> Check:
+    """Each file parses, is the recorded SOP class and instance, and has the recorded pixel
+    layout; all files share one image size."""
+    problems, n, size = dicom_problems(export)
+    if problems:
+        return Check(name="schema", passed=False, reason="; ".join(problems[:MAX_NAMED]))
+    return Check(
+        name="schema",
+        passed=True,
+        reason=f"{n} DICOM file(s) parse; SOP class, UIDs and pixel layout as recorded ({size})",
+    )
+
+
+# -- validation helpers (external tools) --------------------------------------------------------
 
 
 def _tool(name: str) -> str:

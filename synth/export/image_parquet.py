@@ -7,6 +7,10 @@ caller's `metadata` (lineage, report) as JSON under the ``synth`` key, like the 
 export (`synth.export.parquet.read_export_metadata` reads it back). Files
 ``part-NNNNN.parquet`` and ``_manifest.json`` are published together with
 `synth.atomic.atomic_directory`; images are encoded and written a batch at a time.
+
+`read_images` decodes a published export back to float images and label names; its checks
+are the Parquet export's (`check_schema`; `synth.export.parquet.stored_metadata` reads the
+metadata, under the same key).
 """
 
 from __future__ import annotations
@@ -20,12 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
 from synth.atomic import atomic_directory
-from synth.export.parquet import MANIFEST_NAME, METADATA_KEY, _json_default
+from synth.export.check import Check
+from synth.export.folder import MANIFEST_NAME, Export
+from synth.export.metadata import METADATA_KEY, encode_metadata
+from synth.export.parquet import check_parquet_schema, read_export_rows
 from synth.hashing import file_record
 
 BATCH_ROWS = 256  # images encoded and held at once
@@ -138,7 +146,7 @@ def write_image_parquet_export(
         raise ValueError("16-bit PNG export is for grayscale images only (Pillow)")
     names = [str(c) for c in class_names] if class_names else None
     n = int(images.shape[0])
-    kv = {METADATA_KEY: json.dumps(metadata, sort_keys=True, default=_json_default).encode()}
+    kv = {METADATA_KEY: encode_metadata(metadata)}
     schema = SCHEMA.with_metadata(kv)
     codecs = {f.name: ("none" if f.name == "image" else compression) for f in SCHEMA}
 
@@ -171,3 +179,25 @@ def write_image_parquet_export(
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return [out_dir / name for name, _ in files]
+
+
+# -- reading and checking a published export ---------------------------------------------------
+
+
+def check_schema(export: Export) -> Check:
+    """The Parquet export's schema check: every file has the Arrow schema (`SCHEMA`) and the
+    row count the manifest recorded."""
+    return check_parquet_schema(export)
+
+
+def read_images(export: Export) -> tuple[np.ndarray, list[str | None]]:
+    """[N, C, H, W] floats in [0, 1] and the label names, decoded from the PNG rows."""
+    table = read_export_rows(export)
+    images, labels = [], []
+    for png, label in zip(table["image"], table["label"], strict=True):
+        arr = decode_png(png)
+        scale = 65535.0 if arr.dtype == np.uint16 else 255.0
+        x = arr.astype(np.float32) / scale
+        images.append(x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0))
+        labels.append(None if label is None or pd.isna(label) else str(label))
+    return np.stack(images), labels

@@ -1,5 +1,10 @@
 """Parquet export: synthetic columns cast back to the source dtypes, streamed shard by shard
-into an atomically published directory whose every file carries the lineage metadata."""
+into an atomically published directory whose every file carries the lineage metadata.
+
+Writing (`write_parquet_export`), reading back (`read_export_metadata`, `read_export_rows`)
+and the checks of a published export (`check_parquet_schema`, `stored_metadata`; the
+image-Parquet export shares both) live here together.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +22,11 @@ import pyarrow.parquet as pq
 from synth.atomic import atomic_directory
 from synth.data.schema import ColumnSpec, TableSchema
 from synth.errors import InputDataError
+from synth.export.check import MAX_NAMED, Check, name_list
+from synth.export.folder import MANIFEST_NAME, Export
+from synth.export.metadata import METADATA_KEY, encode_metadata
 from synth.hashing import file_record
 
-METADATA_KEY = b"synth"
-MANIFEST_NAME = "_manifest.json"
 _TRUE = frozenset({"true", "1", "1.0", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "0.0", "no", "n", "f"})
 
@@ -224,14 +230,6 @@ def _pandas_metadata(table: pa.Table, schema: TableSchema) -> dict[bytes, bytes]
 # -- writing --------------------------------------------------------------------------------
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return str(obj)
-
-
 def _part_name(i: int) -> str:
     return f"part-{i:05d}.parquet"
 
@@ -254,7 +252,7 @@ def write_parquet_export(
     if rows_per_file < 1:
         raise ValueError("rows_per_file must be >= 1")
     out_dir = Path(out_dir)
-    kv = {METADATA_KEY: json.dumps(metadata, sort_keys=True, default=_json_default).encode()}
+    kv = {METADATA_KEY: encode_metadata(metadata)}
     arrow_schema: pa.Schema | None = None
     files: list[tuple[str, int]] = []
     with atomic_directory(out_dir) as tmp:
@@ -307,6 +305,9 @@ def write_parquet_export(
     return [out_dir / name for name, _ in files]
 
 
+# -- reading ---------------------------------------------------------------------------------
+
+
 def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The `synth` metadata of an export file, or of the first file of an export directory."""
     path = Path(path)
@@ -324,3 +325,116 @@ def read_export_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     if METADATA_KEY not in kv:
         raise InputDataError(f"{str(path)!r} carries no synth metadata: it is not a synth export")
     return json.loads(kv[METADATA_KEY])
+
+
+def read_export_rows(export: Export) -> pd.DataFrame:
+    """The exported rows, read back from the Parquet files (manifest order)."""
+    names = export.data_files if export.selected else list(export.entries) or export.data_files
+    frames = [pq.read_table(export.root / n).to_pandas() for n in names]
+    if not frames:
+        raise InputDataError(f"{str(export.root)!r} holds no Parquet rows to evaluate")
+    return pd.concat(frames, ignore_index=True)
+
+
+# -- checks of a published export ------------------------------------------------------------
+
+
+def _fields(schema_text: str) -> dict[str, str]:
+    """`name: type` top-level fields of a printed Arrow schema (nested lines kept with theirs)."""
+    fields: dict[str, str] = {}
+    name = None
+    for line in schema_text.splitlines():
+        if line.startswith("-- "):
+            break  # schema or field metadata follows
+        if line[:1].isspace() and name is not None:
+            fields[name] += "\n" + line
+            continue
+        name, _, kind = line.partition(": ")
+        fields[name] = kind
+    return fields
+
+
+def schema_difference(got: str, want: str) -> str:
+    """What differs between two printed Arrow schemas, column by column."""
+    g, w = _fields(got), _fields(want)
+    parts = []
+    for name, kind in w.items():
+        if name not in g:
+            parts.append(f"column {name!r} missing")
+        elif g[name] != kind:
+            parts.append(
+                f"column {name!r} is {g[name].splitlines()[0]}, expected {kind.split()[0]}"
+            )
+    parts += [f"unexpected column {name!r}" for name in g if name not in w]
+    if not parts:
+        parts.append("column order differs" if list(g) != list(w) else "types differ")
+    return "; ".join(parts)
+
+
+def _parquet_schemas(export: Export) -> tuple[dict[str, pq.FileMetaData], list[str]]:
+    """File metadata per readable data file, and the files that are not Parquet."""
+    meta, unreadable = {}, []
+    for name in export.data_files:
+        try:
+            meta[name] = pq.read_metadata(export.root / name)
+        except (pa.ArrowException, OSError):
+            unreadable.append(name)
+    return meta, unreadable
+
+
+def check_parquet_schema(export: Export) -> Check:
+    """Every file has the Arrow schema and row count the manifest recorded (so all agree)."""
+    meta, unreadable = _parquet_schemas(export)
+    problems = [f"{n} is not a readable Parquet file" for n in unreadable]
+    texts = {n: str(m.schema.to_arrow_schema().remove_metadata()) for n, m in meta.items()}
+    recorded = (export.manifest or {}).get("arrow_schema")
+    reference_name = MANIFEST_NAME if isinstance(recorded, str) else None
+    if reference_name is None and texts:
+        reference_name = next(iter(texts))
+        recorded = texts[reference_name]
+    for name, text in texts.items():
+        if text != recorded:
+            problems.append(f"{name}: {schema_difference(text, recorded)} (vs {reference_name})")
+    entries = export.entries
+    for name, m in meta.items():
+        rows = entries.get(name, {}).get("rows")
+        if isinstance(rows, int) and m.num_rows != rows:
+            problems.append(f"{name} holds {m.num_rows} rows, manifest says {rows}")
+    if not meta and not problems:
+        problems.append("no Parquet file to check")
+    if problems:
+        return Check(name="schema", passed=False, reason="; ".join(problems[:MAX_NAMED]))
+    n_cols = len(_fields(str(recorded)))
+    return Check(
+        name="schema",
+        passed=True,
+        reason=f"{len(meta)} file(s), {n_cols} columns, schema as recorded in {reference_name}",
+    )
+
+
+def stored_metadata(export: Export) -> tuple[dict[str, Any] | None, str | None]:
+    """The {lineage, report} the export carries, or (None, why not): every Parquet file must
+    carry the same one."""
+    blobs: dict[str, bytes] = {}
+    for name in export.data_files:
+        try:
+            kv = pq.read_schema(export.root / name).metadata or {}
+        except (pa.ArrowException, OSError):
+            return None, f"{name} is not a readable Parquet file"
+        if METADATA_KEY not in kv:
+            return None, f"{name} carries no synth metadata (lineage, report)"
+        blobs[name] = kv[METADATA_KEY]
+    if not blobs:
+        return None, "no file carries synth metadata"
+    parsed = {}
+    for name, blob in blobs.items():
+        try:
+            parsed[name] = json.loads(blob)
+        except ValueError:
+            return None, f"{name}: its synth metadata does not parse"
+    first, *rest = parsed
+    differ = [n for n in rest if parsed[n] != parsed[first]]
+    if differ:
+        return None, f"{name_list(differ)} carry a different report than {first}"
+    meta = parsed[first]
+    return (meta, None) if isinstance(meta, dict) else (None, f"{first}: metadata is not a dict")
