@@ -1,7 +1,7 @@
 """Fidelity and privacy checks a synthetic table must pass before export.
 
-The pipeline calls `evaluate_table` and then `write_report`; everything else is a small,
-pure building block with its own tests.
+Callers go through one entry, `evaluation.suite` (`evaluate`, then `write_report`), for tables
+and images alike; everything else is a small, pure building block with its own tests.
 """
 
 from evaluation.gate import CheckResult, GateResult, apply_gate

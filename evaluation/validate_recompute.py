@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from evaluation import suite
 from evaluation.gate import GateResult
+from evaluation.suite import ImageInputs, TableInputs
 from synth.config import EvaluationSpec, ImageThresholds, Thresholds
 from synth.data.schema import ColumnOverride
 from synth.errors import InputDataError
@@ -117,34 +119,17 @@ def _target(target: str | None, meta: dict[str, Any], report: dict[str, Any]) ->
     return None
 
 
-def recompute_table(
-    export: Export,
-    meta: dict[str, Any],
-    real: Path,
-    holdout: Path,
-    *,
-    target: str | None,
-    seed: int | None,
-    progress: bool,
-) -> list[Check]:
-    from evaluation.table import evaluate_table
+def table_inputs(
+    export: Export, meta: dict[str, Any], real: Path, holdout: Path, target: str | None
+) -> TableInputs:
+    """The exported rows against the real tables, read with the job's column overrides."""
     from synth.data.io import load_table
     from synth.data.schema import infer_schema
 
     report = meta.get("report") or {}
     real_df, holdout_df = load_table(real), load_table(holdout)
     schema = infer_schema(real_df, _target(target, meta, report), _column_overrides(meta))
-    evaluation = evaluate_table(
-        real_df,
-        holdout_df,
-        read_export_rows(export),
-        schema,
-        recorded_thresholds(report, Thresholds),  # type: ignore[arg-type]
-        seed=_seed(seed, report),
-        max_rows=_max_rows(meta),
-        progress=progress,
-    )
-    return gate_checks(evaluation.gate, report)
+    return TableInputs(real_df, holdout_df, read_export_rows(export), schema)
 
 
 # --------------------------------------------------------------------------- images
@@ -163,16 +148,10 @@ def _label_indices(labels: list[str | None], class_names: list[str]) -> np.ndarr
     return np.asarray([index[lab] for lab in labels], dtype=np.int64)
 
 
-def recompute_images(
-    export: Export,
-    meta: dict[str, Any],
-    real: Path,
-    holdout: Path,
-    *,
-    seed: int | None,
-    progress: bool,
-) -> list[Check]:
-    from evaluation.images.evaluate import evaluate_images
+def image_inputs(
+    export: Export, meta: dict[str, Any], real: Path, holdout: Path, target: str | None
+) -> ImageInputs:
+    """The exported images against folders of real images, at the export's resolution."""
     from synth.config import ImageSourceSpec
     from synth.images.io import load_images
 
@@ -182,7 +161,6 @@ def recompute_images(
                 f"{label} {str(folder)!r} is not a folder: an image export is checked against "
                 "folders of real images"
             )
-    report = meta.get("report") or {}
     read_images = export_format(export).read_images
     if read_images is None:
         raise InputDataError(f"a {export.format} export holds no images to evaluate")
@@ -191,20 +169,20 @@ def recompute_images(
     train, held = load_images(real, spec), load_images(holdout, spec)
     if held.labels is not None and held.class_names != train.class_names:
         raise InputDataError("--real and --holdout must use the same class folders")
-    evaluation = evaluate_images(
+    labels = _label_indices(names, train.class_names) if train.labels is not None else None
+    return ImageInputs(
         train.images,
         train.labels,
         held.images,
         held.labels,
         images,
-        _label_indices(names, train.class_names) if train.labels is not None else None,
-        recorded_thresholds(report, ImageThresholds),  # type: ignore[arg-type]
+        labels,
         class_names=train.class_names or None,
-        seed=_seed(seed, report),
-        max_images=_max_rows(meta),
-        progress=progress,
     )
-    return gate_checks(evaluation.gate, report)
+
+
+INPUT_READERS = {"table": table_inputs, "image": image_inputs}
+"""How each modality's export is read back, with the real data, for the evaluation entry."""
 
 
 def recompute(
@@ -217,12 +195,17 @@ def recompute(
     seed: int | None,
     progress: bool,
 ) -> list[Check]:
-    """The `recompute.*` checks for the export's modality."""
+    """The `recompute.*` checks: the export measured again through the one evaluation entry,
+    with the thresholds, seed and row cap the export's report and lineage recorded."""
     for label, path in (("--real", real), ("--holdout", holdout)):
         if not path.exists():
             raise InputDataError(f"{label} {str(path)!r} does not exist: check the path")
-    if export_format(export).modality == "table":
-        return recompute_table(
-            export, meta, real, holdout, target=target, seed=seed, progress=progress
-        )
-    return recompute_images(export, meta, real, holdout, seed=seed, progress=progress)
+    report = meta.get("report") or {}
+    inputs = INPUT_READERS[export_format(export).modality](export, meta, real, holdout, target)
+    spec = EvaluationSpec(
+        thresholds=recorded_thresholds(report, Thresholds),
+        image_thresholds=recorded_thresholds(report, ImageThresholds),
+        max_rows=_max_rows(meta),
+    )
+    evaluation = suite.evaluate(inputs, spec, seed=_seed(seed, report), progress=progress)
+    return gate_checks(evaluation.gate, report)

@@ -1,7 +1,7 @@
 """Fidelity and privacy checks a synthetic image set must pass before export.
 
-The pipeline calls `evaluate_images` and then `write_image_report`. Features come from a small
-CNN fitted on the real train images (no download); see `features.py`.
+`evaluation.suite` runs their parts (`IMAGE_PARTS`) and writes the report. Features come
+from a small CNN fitted on the real train images (no download); see `features.py`.
 """
 
 from evaluation.images.evaluate import ImageEvaluation, evaluate_images, image_gate

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,8 @@ from synth.config import ImageThresholds
 from synth.errors import InputDataError
 
 IMAGE_FIDELITY = ("fid", "precision", "recall", "cas_ratio")
+MIN_IMAGES = 10
+"""Each of train, holdout and synthetic needs at least this many images to be evaluated."""
 MIN_CLASS_COUNT = 5
 """Real per-class counts below this are not written to the report (null / "<5")."""
 
@@ -104,8 +108,10 @@ def _check_images(name: str, images: np.ndarray, shape: tuple[int, ...] | None) 
                              f"got {arr.shape}")  # fmt: skip
     if shape is not None and arr.shape[1:] != shape:
         raise InputDataError(f"{name} images are {arr.shape[1:]}, train images are {shape}")
-    if len(arr) < 10:
-        raise InputDataError(f"{name} has {len(arr)} images; need at least 10 to evaluate")
+    if len(arr) < MIN_IMAGES:
+        raise InputDataError(
+            f"{name} has {len(arr)} images; need at least {MIN_IMAGES} to evaluate"
+        )
     arr = arr.astype(np.float32, copy=False)
     if not np.isfinite(arr).all():
         raise InputDataError(f"{name} images contain NaN or inf")
@@ -151,44 +157,76 @@ def _remap(labels: np.ndarray | None, index: dict[int, int]) -> np.ndarray | Non
     return np.array([index[int(v)] for v in labels], dtype=np.int64)
 
 
-# --------------------------------------------------------------------------- evaluation
+# --------------------------------------------------------------------------- parts
 
 
-def evaluate_images(
+@dataclass
+class ImageFrames:
+    """The images the checks see: validated, subsampled once (seeded), labels as class
+    indices. The feature network is fitted lazily, once, and shared by the parts that use it."""
+
+    train: np.ndarray
+    train_labels: np.ndarray | None
+    holdout: np.ndarray
+    holdout_labels: np.ndarray | None
+    synthetic: np.ndarray
+    synthetic_labels: np.ndarray | None
+    synthetic_index: np.ndarray
+    """Positions of the evaluated synthetic images in the caller's array."""
+    class_names: list[str] | None
+    class_counts: dict[str, dict[str, int]] | None
+    n_synthetic_total: int
+    seed: int
+    loss_fn: LossFn | None = None
+    features: FeatureExtractor | CheckpointFeatures | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {
+            "n_train": len(self.train),
+            "n_holdout": len(self.holdout),
+            "n_synthetic": len(self.synthetic),
+            "n_synthetic_total": self.n_synthetic_total,
+        }
+
+    @cached_property
+    def extractor(self) -> FeatureExtractor | CheckpointFeatures:
+        if self.features is not None:
+            if self.features.shape != self.shape:
+                raise InputDataError(
+                    f"features expect {self.features.shape} images, these are {self.shape}"
+                )
+            return self.features
+        n_classes = None if self.class_names is None else len(self.class_names)
+        return FeatureExtractor.fit(
+            self.train, self.train_labels, n_classes=n_classes, seed=self.seed
+        )
+
+    @cached_property
+    def embeddings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(train, holdout, synthetic) in the feature space."""
+        return tuple(self.extractor.embed(x) for x in (self.train, self.holdout, self.synthetic))  # type: ignore[return-value]
+
+
+def prepare_images(
     train: np.ndarray,
     train_labels: np.ndarray | None,
     holdout: np.ndarray,
     holdout_labels: np.ndarray | None,
     synthetic: np.ndarray,
     synthetic_labels: np.ndarray | None,
-    thresholds: ImageThresholds,
     *,
     class_names: Sequence[str] | None = None,
     loss_fn: LossFn | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    override: bool = False,
-    override_reason: str | None = None,
-    max_images: int = 10_000,
     features: FeatureExtractor | CheckpointFeatures | None = None,
-) -> ImageEvaluation:
-    """Run every image check and the gate.
-
-    Images: float [N, C, H, W] in [0, 1], C = 1 or 3, same shape in all three sets. Labels:
-    integer class ids (indices into `class_names` when given) or None.
-
-    * features: a small CNN fitted on the whole real train set (classifier with train labels,
-      autoencoder without; see `features.py`);
-    * fidelity: FID and precision/recall of synthetic vs the real HOLDOUT embeddings; CAS when
-      train, holdout and synthetic all have labels, else `cas`/`cas_ratio` are None (n/a);
-    * privacy: pixel-space NN distances to the whole train set (a copy of any train image must
-      be found), near duplicates, and a membership-inference AUC: loss-based with `loss_fn`
-      (per-image diffusion loss; lower = member), else distance-to-synthetic based.
-
-    Synthetic and holdout are subsampled (seeded) to `max_images`. `features`: reuse an
-    extractor already fitted on this same train set (e.g. when comparing several synthetic sets
-    or checkpoints) instead of fitting one.
-    """
+    seed: int = 0,
+    max_images: int = 10_000,
+) -> ImageFrames:
+    """Check the three sets and subsample synthetic and holdout to `max_images` (seeded)."""
     train = _check_images("train", train, None)
     shape = train.shape[1:]
     holdout = _check_images("holdout", holdout, shape)
@@ -222,59 +260,101 @@ def evaluate_images(
             name: {part: int(np.sum(y == i)) for part, y in parts.items() if y is not None}
             for i, name in enumerate(names)
         }
+    return ImageFrames(
+        train, train_labels, holdout, holdout_labels, synthetic, synthetic_labels,
+        s_idx, names, class_counts, n_synthetic_total, seed, loss_fn, features,
+    )  # fmt: skip
 
-    steps = ["features", "FID / precision-recall", "CAS", "privacy"]
-    bar = tqdm(total=len(steps), desc="evaluate images", disable=not progress, leave=False)
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
 
-    def done(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-        bar.update()
+def _timed(part: Callable[[ImageFrames], dict[str, Any] | None]):
+    """Record each part's wall time under "seconds": the report lists where time went."""
 
-    try:
-        bar.set_postfix_str(steps[0])
-        if features is not None and features.shape != shape:
-            raise InputDataError(f"features expect {features.shape} images, these are {shape}")
-        extractor = features or FeatureExtractor.fit(
-            train, train_labels, n_classes=None if names is None else len(names), seed=seed
-        )
-        e_train, e_hold, e_syn = (extractor.embed(x) for x in (train, holdout, synthetic))
-        done("features")
-        bar.set_postfix_str(steps[1])
-        fid_value = fid(e_hold, e_syn)
-        precision, recall = precision_recall(e_hold, e_syn)
-        done("fidelity")
-        bar.set_postfix_str(steps[2])
-        cas = None
-        if names is not None and all(x is not None for x in all_labels):
-            assert train_labels is not None and holdout_labels is not None
-            assert synthetic_labels is not None
-            cas = classification_accuracy_score(
-                train, train_labels, holdout, holdout_labels, synthetic, synthetic_labels,
-                len(names), seed=seed,
-            )  # fmt: skip
-        done("cas")
-        bar.set_postfix_str(steps[3])
-        privacy = image_privacy(
-            train, holdout, synthetic,
-            train_embedding=e_train, holdout_embedding=e_hold, synthetic_embedding=e_syn,
-            loss_fn=loss_fn, seed=seed,
-        )  # fmt: skip
-        # closest_synthetic indexes the caller's synthetic array, not the evaluated subsample
-        privacy.closest_synthetic = [int(s_idx[i]) for i in privacy.closest_synthetic]
-        done("privacy")
-    finally:
-        bar.close()
+    def run(f: ImageFrames) -> dict[str, Any]:
+        start = time.perf_counter()
+        out = part(f)
+        return {"seconds": round(time.perf_counter() - start, 3), "result": out}
 
+    run.__name__ = part.__name__
+    return run
+
+
+@_timed
+def _features(f: ImageFrames) -> dict[str, Any]:
+    extractor = f.extractor
+    f.embeddings  # noqa: B018 - embedding the three sets is this part's work
+    return FeatureSpace(
+        mode=extractor.mode,
+        dim=extractor.dim,
+        train_loss=extractor.train_loss,
+        train_seconds=extractor.train_seconds,
+    ).model_dump()
+
+
+@_timed
+def _fidelity(f: ImageFrames) -> dict[str, Any]:
+    _, e_hold, e_syn = f.embeddings
+    precision, recall = precision_recall(e_hold, e_syn)
+    return {"fid": fid(e_hold, e_syn), "precision": precision, "recall": recall}
+
+
+@_timed
+def _cas(f: ImageFrames) -> dict[str, Any] | None:
+    labels = (f.train_labels, f.holdout_labels, f.synthetic_labels)
+    if f.class_names is None or any(x is None for x in labels):
+        return None
+    cas = classification_accuracy_score(
+        f.train, f.train_labels, f.holdout, f.holdout_labels, f.synthetic, f.synthetic_labels,
+        len(f.class_names), seed=f.seed,
+    )  # fmt: skip
+    return cas.model_dump()
+
+
+@_timed
+def _privacy(f: ImageFrames) -> dict[str, Any]:
+    e_train, e_hold, e_syn = f.embeddings
+    privacy = image_privacy(
+        f.train, f.holdout, f.synthetic,
+        train_embedding=e_train, holdout_embedding=e_hold, synthetic_embedding=e_syn,
+        loss_fn=f.loss_fn, seed=f.seed,
+    )  # fmt: skip
+    # closest_synthetic indexes the caller's synthetic array, not the evaluated subsample
+    privacy.closest_synthetic = [int(f.synthetic_index[i]) for i in privacy.closest_synthetic]
+    return privacy.model_dump()
+
+
+IMAGE_PARTS: dict[str, Callable[[ImageFrames], dict[str, Any]]] = {
+    "features": _features,
+    "fidelity": _fidelity,
+    "cas": _cas,
+    "privacy": _privacy,
+}
+"""The image metric groups, by name, in the order they run. `features` fits the feature
+network that `fidelity` and `privacy` embed with, so the parts run together, in one process."""
+
+
+def combine_image_parts(
+    parts: Mapping[str, dict[str, Any] | None],
+    frames: ImageFrames,
+    thresholds: ImageThresholds,
+    *,
+    override: bool = False,
+    override_reason: str | None = None,
+) -> ImageEvaluation:
+    """Assemble the parts' numbers (from `IMAGE_PARTS`) and apply the gate."""
+    missing = [name for name in IMAGE_PARTS if name not in parts]
+    if missing:
+        raise ValueError(f"evaluation parts missing: {missing}")
+    result = {name: (parts[name] or {}).get("result") for name in IMAGE_PARTS}
+    timings = {name: float((parts[name] or {}).get("seconds", 0.0)) for name in IMAGE_PARTS}
+    feature_space = FeatureSpace.model_validate(result["features"])
+    fidelity = result["fidelity"] or {}
+    cas = None if result["cas"] is None else Cas.model_validate(result["cas"])
+    privacy = ImagePrivacy.model_validate(result["privacy"])
     px, emb = privacy.pixel, privacy.embedding
     metrics: dict[str, float | int | None] = {
-        "fid": fid_value,
-        "precision": precision,
-        "recall": recall,
+        "fid": fidelity["fid"],
+        "precision": fidelity["precision"],
+        "recall": fidelity["recall"],
         "cas": None if cas is None else cas.cas,
         "real_accuracy": None if cas is None else cas.real_accuracy,
         "cas_ratio": None if cas is None else cas.cas_ratio,
@@ -287,10 +367,7 @@ def evaluate_images(
         "nn_distance_ratio_embedding": None if emb is None else emb.nn_distance_ratio,
         "near_duplicate_share_embedding": None if emb is None else emb.near_duplicate_share,
         "mia_auc": privacy.mia_auc,
-        "n_train": len(train),
-        "n_holdout": len(holdout),
-        "n_synthetic": len(synthetic),
-        "n_synthetic_total": n_synthetic_total,
+        **frames.sizes,
     }
     gate = image_gate(metrics, thresholds, override=override, override_reason=override_reason)
     return ImageEvaluation(
@@ -298,16 +375,75 @@ def evaluate_images(
         gate=gate,
         privacy=privacy,
         cas=cas,
-        feature_space=FeatureSpace(
-            mode=extractor.mode,
-            dim=extractor.dim,
-            train_loss=extractor.train_loss,
-            train_seconds=extractor.train_seconds,
-        ),
-        class_counts=class_counts,
-        image_shape=shape,  # type: ignore[arg-type]
+        feature_space=feature_space,
+        class_counts=frames.class_counts,
+        image_shape=frames.shape,
         timings=timings,
-        seed=seed,
+        seed=frames.seed,
+    )
+
+
+def run_image_parts(
+    frames: ImageFrames, names: Sequence[str], progress: bool = False
+) -> dict[str, dict[str, Any]]:
+    """The named parts on prepared frames, in registry order (the feature network is shared)."""
+    unknown = [n for n in names if n not in IMAGE_PARTS]
+    if unknown:
+        raise ValueError(f"unknown evaluation parts {unknown}; parts: {list(IMAGE_PARTS)}")
+    chosen = [n for n in IMAGE_PARTS if n in names]
+    out = {}
+    bar = tqdm(total=len(chosen), desc="evaluate images", disable=not progress, leave=False)
+    with bar:
+        for name in chosen:
+            bar.set_postfix_str(name)
+            out[name] = IMAGE_PARTS[name](frames)
+            bar.update()
+    return out
+
+
+def evaluate_images(
+    train: np.ndarray,
+    train_labels: np.ndarray | None,
+    holdout: np.ndarray,
+    holdout_labels: np.ndarray | None,
+    synthetic: np.ndarray,
+    synthetic_labels: np.ndarray | None,
+    thresholds: ImageThresholds,
+    *,
+    class_names: Sequence[str] | None = None,
+    loss_fn: LossFn | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    override: bool = False,
+    override_reason: str | None = None,
+    max_images: int = 10_000,
+    features: FeatureExtractor | CheckpointFeatures | None = None,
+) -> ImageEvaluation:
+    """Run every image check and the gate: the `IMAGE_PARTS` in turn, then the gate.
+
+    Images: float [N, C, H, W] in [0, 1], C = 1 or 3, same shape in all three sets. Labels:
+    integer class ids (indices into `class_names` when given) or None.
+
+    * features: a small CNN fitted on the whole real train set (classifier with train labels,
+      autoencoder without; see `features.py`);
+    * fidelity: FID and precision/recall of synthetic vs the real HOLDOUT embeddings; CAS when
+      train, holdout and synthetic all have labels, else `cas`/`cas_ratio` are None (n/a);
+    * privacy: pixel-space NN distances to the whole train set (a copy of any train image must
+      be found), near duplicates, and a membership-inference AUC: loss-based with `loss_fn`
+      (per-image diffusion loss; lower = member), else distance-to-synthetic based.
+
+    Synthetic and holdout are subsampled (seeded) to `max_images`. `features`: reuse an
+    extractor already fitted on this same train set (e.g. when comparing several synthetic sets
+    or checkpoints) instead of fitting one.
+    """
+    frames = prepare_images(
+        train, train_labels, holdout, holdout_labels, synthetic, synthetic_labels,
+        class_names=class_names, loss_fn=loss_fn, features=features, seed=seed,
+        max_images=max_images,
+    )  # fmt: skip
+    parts = run_image_parts(frames, list(IMAGE_PARTS), progress=progress)
+    return combine_image_parts(
+        parts, frames, thresholds, override=override, override_reason=override_reason
     )
 
 
