@@ -79,8 +79,10 @@ def _staged_hash(staging: Path) -> str:
 
 def _train_once(args: argparse.Namespace, csv: Path) -> tuple[Any, Any, Path, float]:
     """Train (or reuse) the model; returns (source, split path, model dir, train seconds)."""
-    from synth import pipeline
-    from synth.pipeline import JobPaths
+    from jobs.paths import JobPaths
+    from jobs.registry import MODALITIES
+
+    pipeline = MODALITIES["table"]
 
     out = args.out / "model-job"
     spec = _spec(args, csv, out)
@@ -94,8 +96,10 @@ def _train_once(args: argparse.Namespace, csv: Path) -> tuple[Any, Any, Path, fl
 
 def _prepare(args, csv: Path, name: str, model_dir: Path, runtime=None):
     """A run directory holding a copy of the trained model and the job's split."""
-    from synth import pipeline
-    from synth.pipeline import JobPaths
+    from jobs.paths import JobPaths
+    from jobs.registry import MODALITIES
+
+    pipeline = MODALITIES["table"]
 
     out = args.out / f"run-{name}"
     shutil.rmtree(out, ignore_errors=True)
@@ -108,9 +112,11 @@ def _prepare(args, csv: Path, name: str, model_dir: Path, runtime=None):
 
 
 def _run_plain(spec, paths, source, split_path) -> dict[str, Any]:
-    from synth import pipeline
+    from jobs.lineage import split_sizes
+    from jobs.registry import MODALITIES
 
-    n_train = pipeline.split_sizes(split_path)[0]
+    pipeline = MODALITIES["table"]
+    n_train = split_sizes(split_path)[0]
     t0 = time.perf_counter()
     rows = pipeline.sample(spec, paths, n_train, progress=False)
     t1 = time.perf_counter()
@@ -122,32 +128,19 @@ def _run_plain(spec, paths, source, split_path) -> dict[str, Any]:
 
 def _bench_flow():
     """The sample and evaluate fan-out of `flows.synthesize`, with a timer around each phase."""
-    from prefect import flow, unmapped
+    from prefect import flow
 
-    from flows.synthesize import (
-        evaluate_part_task,
-        finish_staging_task,
-        report_task,
-        sample_shard_task,
-    )
-    from synth import pipeline
+    from flows.synthesize import evaluate, sample
+    from jobs.lineage import split_sizes
 
     @flow(name="bench-scale", log_prints=False)
     def bench_scale(spec, paths, source, split_path) -> dict[str, Any]:
         t0 = time.perf_counter()
-        plans = pipeline.plan_shards(spec, pipeline.split_sizes(split_path)[0])
-        pipeline.start_staging(paths)
-        shards = sample_shard_task.map(unmapped(spec), unmapped(paths), plans)
-        rows = finish_staging_task(paths, plans, shards)
+        rows = sample(spec, paths, split_sizes(split_path)[0])
         t1 = time.perf_counter()
         staged = _staged_hash(paths.staging)
         t1b = time.perf_counter()
-        futures = {
-            part: evaluate_part_task.submit(spec, paths, source, split_path, part)
-            for part in pipeline.evaluation_parts()
-        }
-        parts = {part: f.result() for part, f in futures.items()}
-        report = report_task(spec, paths, source, split_path, parts, {})
+        report = evaluate(spec, paths, source, split_path, {})
         t2 = time.perf_counter()
         return {"rows": rows, "sample_s": t1 - t0, "evaluate_s": t2 - t1b,
                 "staged_sha256": staged, "metrics": report["metrics"]}  # fmt: skip

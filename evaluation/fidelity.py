@@ -26,6 +26,8 @@ from synth.data.schema import TableSchema
 # SDMetrics rounds to this many decimals before KS so float noise is not a difference.
 KS_DECIMALS = 14
 CONTINGENCY_BINS = 10
+DETECTION_FOLDS = 3
+"""Cross-validation folds of the detection classifier: each set needs at least this many rows."""
 
 
 class ColumnShapes(BaseModel):
@@ -243,7 +245,7 @@ def detection_auc(
     encoder: TableEncoder,
     *,
     seed: int = 0,
-    folds: int = 3,
+    folds: int = DETECTION_FOLDS,
 ) -> Detection:
     """C2ST: ROC AUC of a gradient-boosted classifier separating real from synthetic rows.
 

@@ -1,1 +1,1 @@
-"""Prefect flows: each reads as the user's story and only orchestrates `synth.pipeline`."""
+"""Prefect flows: each reads as the user's story and only orchestrates the job steps in `jobs/`."""

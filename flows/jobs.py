@@ -17,8 +17,8 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from flows.synthesize import GATE_FAILED, TASK_OPTS, flow_for, job_run_name
+from jobs.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
 from synth.config import JobSpec
-from synth.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
 
 CACHE_ARTIFACT = "synth-cache"
 

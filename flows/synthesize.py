@@ -1,17 +1,17 @@
-"""One job as a Prefect flow: load, split, train, sample, evaluate, gate, export.
+"""One job as a Prefect flow: load, split, check, train, sample, evaluate, gate, export.
 
-Tables and images tell the same story, so one flow serves both: `steps_for(spec)` picks the
-plain functions of `synth.pipeline` (tables) or `synth.image_pipeline` (images), which share
-their signatures. Tasks receive the job spec, paths and content hashes, and return paths,
-hashes and metrics: never DataFrames or pixels, so no real record reaches a Prefect result,
-cache, log line or artifact.
+Tables and images tell the same story, so one flow serves both: `modality_for(spec)` gives the
+job steps (`jobs.modality.Modality`) and the flow calls them, never asking which modality it
+runs. Sampling fans out a task per shard and evaluation a task per group of metric parts, so a
+parallel task runner spreads them over its workers. Tasks receive the job spec, paths and
+content hashes, and return paths, hashes and metrics: never DataFrames or pixels, so no real
+record reaches a Prefect result, cache, log line or artifact.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from prefect import Flow, flow, get_run_logger, task, unmapped
@@ -23,10 +23,14 @@ from prefect.states import Failed, State
 from evaluation.gate import GateResult
 from evaluation.report import summary_rows
 from flows.runners import pin_torch_threads, task_runner_for
-from synth import image_pipeline, pipeline
+from jobs.gate import gate, gate_message
+from jobs.lineage import lineage_for, split_sizes
+from jobs.modality import LoadedSource
+from jobs.paths import JobPaths, exclusive
+from jobs.registry import modality_for
+from jobs.shards import ShardPlan
 from synth.checkpoint import checkpoint_step
 from synth.config import JobSpec
-from synth.pipeline import JobPaths, ShardPlan
 
 GATE_FAILED = "GateFailed"
 # Reading files can fail for passing reasons (network filesystems); training and sampling
@@ -34,88 +38,78 @@ GATE_FAILED = "GateFailed"
 TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
 
 
-def steps_for(spec: JobSpec) -> ModuleType:
-    return image_pipeline if spec.source.modality == "image" else pipeline
-
-
 @task(name="load", retries=2, retry_delay_seconds=5, **TASK_OPTS)
-def load_task(spec: JobSpec, paths: JobPaths) -> Any:
-    source = steps_for(spec).load(spec, paths)
+def load_task(spec: JobSpec, paths: JobPaths) -> LoadedSource:
+    source = modality_for(spec).load(spec, paths)
     get_run_logger().info("loaded %s (sha256 %s)", source.summary, source.data_hash[:12])
     return source
 
 
 @task(name="split", retries=2, retry_delay_seconds=5, **TASK_OPTS)
-def split_task(spec: JobSpec, paths: JobPaths, source: Any) -> Path:
-    return steps_for(spec).split(spec, paths, source)
+def split_task(spec: JobSpec, paths: JobPaths, source: LoadedSource) -> Path:
+    return modality_for(spec).split(spec, paths, source)
+
+
+@task(name="check", **TASK_OPTS)
+def check_task(spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path) -> None:
+    """Every size and setting a later step needs, before any training."""
+    modality_for(spec).check(spec, paths, source, split_path)
 
 
 @task(name="train", retries=1, retry_delay_seconds=5, **TASK_OPTS)
 def train_task(
-    spec: JobSpec, paths: JobPaths, source: Any, split_path: Path, progress: bool
+    spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path, progress: bool
 ) -> str:
     logger = get_run_logger()
     start = checkpoint_step(paths.model) if spec.training.resume else None
     if start:
         # A retry (or a re-run into the same directory) picks up where the last run stopped.
         logger.info("resuming training from the checkpoint at step %d", start)
-    model_hash = steps_for(spec).train(spec, paths, source, split_path, progress)
+    model_hash = modality_for(spec).train(spec, paths, source, split_path, progress)
     logger.info("trained %d steps; model sha256 %s", spec.training.steps, model_hash[:12])
     return model_hash
 
 
-@task(name="sample", retries=1, retry_delay_seconds=5, **TASK_OPTS)
-def sample_task(spec: JobSpec, paths: JobPaths, n_train: int, progress: bool) -> int:
-    n = steps_for(spec).sample(spec, paths, n_train, progress)
-    get_run_logger().info("sampled %d synthetic %s", n, _unit(spec))
-    return n
-
-
-@task(name="evaluate", **TASK_OPTS)
-def evaluate_task(
-    spec: JobSpec, paths: JobPaths, source: Any, split_path: Path, lineage: dict, progress: bool
-) -> dict[str, Any]:
-    report = steps_for(spec).evaluate(spec, paths, source, split_path, lineage, progress)
-    publish_report(report)
-    return report
-
-
 @task(name="sample-shard", task_run_name="sample-shard-{plan.index}", retries=1, **TASK_OPTS)
 def sample_shard_task(spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
-    """One shard of a table job, on whichever worker is free; returns its staged file."""
+    """One shard, on whichever worker is free; returns its staged file."""
     threads = pin_torch_threads()
-    path = pipeline.sample_shard(spec, paths, plan)
+    path = modality_for(spec).sample_shard(spec, paths, plan)
     where = f"on a Dask worker, {threads} torch thread(s)" if threads else "in the flow process"
-    get_run_logger().info("shard %d: %d rows, %s", plan.index, plan.rows, where)
+    get_run_logger().info("shard %d: %d %s, %s", plan.index, plan.rows, _unit(spec), where)
     return path
 
 
 @task(name="finish-staging", **TASK_OPTS)
-def finish_staging_task(paths: JobPaths, plans: list[ShardPlan], shard_files: list[Path]) -> int:
-    n = pipeline.finish_staging(paths, plans)
-    get_run_logger().info("sampled %d synthetic rows in %d shard(s)", n, len(shard_files))
+def finish_staging_task(
+    spec: JobSpec, paths: JobPaths, plans: list[ShardPlan], shard_files: list[Path]
+) -> int:
+    n = modality_for(spec).finish_staging(paths, plans)
+    get_run_logger().info(
+        "sampled %d synthetic %s in %d shard(s)", n, _unit(spec), len(shard_files)
+    )
     return n
 
 
-@task(name="evaluate-part", task_run_name="evaluate-{part}", **TASK_OPTS)
-def evaluate_part_task(
-    spec: JobSpec, paths: JobPaths, source: Any, split_path: Path, part: str
-) -> dict[str, Any] | None:
-    """One metric group: re-reads the rows from their files, returns metric numbers only."""
+@task(name="evaluate-part", task_run_name="evaluate-{names[0]}", **TASK_OPTS)
+def evaluate_parts_task(
+    spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path, names: list[str]
+) -> dict[str, dict[str, Any] | None]:
+    """A group of metric parts: re-reads the records from their files, returns numbers only."""
     pin_torch_threads()
-    return pipeline.evaluate_part(spec, paths, source, split_path, part)
+    return modality_for(spec).evaluate_parts(spec, paths, source, split_path, names)
 
 
 @task(name="report", **TASK_OPTS)
 def report_task(
     spec: JobSpec,
     paths: JobPaths,
-    source: Any,
+    source: LoadedSource,
     split_path: Path,
     parts: dict[str, dict[str, Any] | None],
     lineage: dict,
 ) -> dict[str, Any]:
-    report = pipeline.report_from_parts(spec, paths, source, split_path, parts, lineage)
+    report = modality_for(spec).report(spec, paths, source, split_path, parts, lineage)
     publish_report(report)
     return report
 
@@ -127,18 +121,20 @@ def gate_task(report: dict[str, Any], paths: JobPaths) -> list[str]:
         logger.warning("check failed: %s", line)
     if report["gate"]["overridden"]:
         logger.warning("gate overridden: %s", report["gate"]["override_reason"])
-    return pipeline.gate(report, paths)
+    return gate(report, paths)
 
 
 @task(name="export", **TASK_OPTS)
-def export_task(spec: JobSpec, paths: JobPaths, source: Any, report: dict[str, Any]) -> list[Path]:
-    files = steps_for(spec).export(spec, paths, source, report)
+def export_task(
+    spec: JobSpec, paths: JobPaths, source: LoadedSource, report: dict[str, Any]
+) -> list[Path]:
+    files = modality_for(spec).export(spec, paths, source, report)
     get_run_logger().info("exported %d file(s) to %s", len(files), paths.export)
     return files
 
 
 def _unit(spec: JobSpec) -> str:
-    return "images" if spec.source.modality == "image" else "rows"
+    return modality_for(spec).unit
 
 
 def publish_report(report: dict[str, Any]) -> None:
@@ -160,31 +156,29 @@ def publish_report(report: dict[str, Any]) -> None:
     )
 
 
-def sample_and_evaluate(
+def sample(spec: JobSpec, paths: JobPaths, n_train: int) -> int:
+    """A task per shard, then publish them together: the synthetic count."""
+    steps = modality_for(spec)
+    plans = steps.plan_shards(spec, n_train)
+    steps.start_staging(paths)
+    shards = sample_shard_task.map(unmapped(spec), unmapped(paths), plans)
+    return finish_staging_task(spec, paths, plans, shards)
+
+
+def evaluate(
     spec: JobSpec,
     paths: JobPaths,
-    source: Any,
+    source: LoadedSource,
     split_path: Path,
     lineage: dict[str, Any],
-    progress: bool,
-) -> tuple[int, dict[str, Any]]:
-    """Sample and evaluate: (rows, report). Tables fan out (a task per shard, then a task per
-    metric group) so a parallel task runner spreads them over its workers; images run as
-    one task each."""
-    n_train = pipeline.split_sizes(split_path)[0]
-    if spec.source.modality != "table":
-        n_rows = sample_task(spec, paths, n_train, progress)
-        return n_rows, evaluate_task(spec, paths, source, split_path, lineage, progress)
-    plans = pipeline.plan_shards(spec, n_train)
-    pipeline.start_staging(paths)
-    shards = sample_shard_task.map(unmapped(spec), unmapped(paths), plans)
-    n_rows = finish_staging_task(paths, plans, shards)
-    futures = {
-        part: evaluate_part_task.submit(spec, paths, source, split_path, part)
-        for part in pipeline.evaluation_parts()
-    }
-    parts = {part: future.result() for part, future in futures.items()}
-    return n_rows, report_task(spec, paths, source, split_path, parts, lineage)
+) -> dict[str, Any]:
+    """A task per group of metric parts, then the report: the report dict."""
+    futures = [
+        evaluate_parts_task.submit(spec, paths, source, split_path, names)
+        for names in modality_for(spec).evaluation_groups()
+    ]
+    parts = {name: value for f in futures for name, value in f.result().items()}
+    return report_task(spec, paths, source, split_path, parts, lineage)
 
 
 def flow_for(spec: JobSpec) -> Flow:
@@ -206,27 +200,29 @@ def synthesize(spec: JobSpec, progress: bool = True) -> dict[str, Any] | State:
     paths = JobPaths(Path(spec.export.out))
     # One run at a time per output directory: a second run of the same job fails fast
     # instead of mixing its checkpoints and staged rows with the first one's.
-    with pipeline.exclusive(paths):
+    with exclusive(paths):
         return _run_steps(spec, paths, progress)
 
 
 def _run_steps(spec: JobSpec, paths: JobPaths, progress: bool) -> dict[str, Any] | State:
     source = load_task(spec, paths)
     split_path = split_task(spec, paths, source)
+    check_task(spec, paths, source, split_path)
     model_hash = train_task(spec, paths, source, split_path, progress)
-    lineage = pipeline.lineage_for(spec, source, split_path, model_hash)
-    n_rows, report = sample_and_evaluate(spec, paths, source, split_path, lineage, progress)
+    lineage = lineage_for(spec, source.data_hash, split_path, model_hash)
+    n_records = sample(spec, paths, split_sizes(split_path)[0])
+    report = evaluate(spec, paths, source, split_path, lineage)
     failures = gate_task(report, paths)
     if failures:
         # A verdict, not a crash: fail the run with the numbers and no traceback.
-        return Failed(name=GATE_FAILED, message=pipeline.gate_message(failures))
+        return Failed(name=GATE_FAILED, message=gate_message(failures))
     files = export_task(spec, paths, source, report)
     return {
         "export": str(paths.export),
         "files": [str(f) for f in files],
         "report_json": str(paths.report_json),
         "report_html": str(paths.report_html),
-        "rows": n_rows,
+        "rows": n_records,
         "lineage": lineage,
         "gate": report["gate"],
         "metrics": report["metrics"],

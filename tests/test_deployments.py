@@ -190,7 +190,7 @@ def test_request_submitted_to_the_requests_deployment(deployed, prefect_server, 
     )
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(prefect_server[1])}
     submitted = subprocess.run(
-        [sys.executable, "-m", "synth.cli", "request", str(request)]
+        [sys.executable, "-m", "synth_cli", "request", str(request)]
         + ["--deployment", "synth-job/requests"],
         cwd=tmp_path,  # the request's paths are resolved here, before it is sent
         env=env,

@@ -153,7 +153,7 @@ def test_gate_override_exports_and_is_recorded(harness, churn_csv, tmp_path):
 def test_cli_run_prints_the_summary_and_exits_zero(harness, churn_csv, tmp_path):
     from typer.testing import CliRunner
 
-    from synth.cli import app
+    from synth_cli.main import app
 
     out = tmp_path / "cli-out"
     result = CliRunner().invoke(

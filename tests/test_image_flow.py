@@ -15,10 +15,10 @@ from sklearn.datasets import load_digits
 from typer.testing import CliRunner
 
 from flows.synthesize import synthesize
-from synth.cli import EXIT_GATE_FAILED, app
 from synth.config import build_spec
 from synth.export.dicom import validate_with_dciodvfy
 from synth.images.demo import write_digits_dicom
+from synth_cli.main import EXIT_GATE_FAILED, app
 
 pytestmark = pytest.mark.slow
 

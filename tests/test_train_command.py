@@ -15,11 +15,14 @@ import yaml
 from accelerate.utils import DistributedType
 from typer.testing import CliRunner
 
-from synth import pipeline
-from synth.cli import app
+from jobs.paths import JobPaths
+from jobs.registry import MODALITIES
 from synth.config import load_spec
 from synth.tabular.synthesizer import TabularDiffusionSynthesizer
 from synth.training import local_batch, make_accelerator, rank_seed
+from synth_cli.main import app
+
+table_steps = MODALITIES["table"]
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -79,9 +82,9 @@ def test_train_writes_a_loadable_model_and_run_resumes_from_it(
     # `synth run --out` on the same spec trains through pipeline.train: nothing left to train.
     loss_calls.clear()  # count from here
     spec = load_spec(job, {"export.out": str(out)})
-    paths = pipeline.JobPaths(out)
-    source = pipeline.load(spec, paths)
-    pipeline.train(spec, paths, source, pipeline.split(spec, paths, source), progress=False)
+    paths = JobPaths(out)
+    source = table_steps.load(spec, paths)
+    table_steps.train(spec, paths, source, table_steps.split(spec, paths, source), progress=False)
     assert loss_calls == []
     again = TabularDiffusionSynthesizer.load(out / "model", device="cpu")
     pd.testing.assert_frame_equal(again.sample(64, seed=1), rows)
@@ -121,7 +124,7 @@ def test_two_process_cpu_launch_trains_one_model(job, tmp_path):
         "--dynamo_backend=no",
         f"--main_process_port={29500 + os.getpid() % 1000}",
         "-m",
-        "synth.cli",
+        "synth_cli",
         "train",
         str(job),
         "--out",

@@ -216,6 +216,34 @@ def _label_value(name: str, attribute: str) -> str:
     return value
 
 
+def check_dicom_export(
+    source: ImageSourceLike,
+    channels: int,
+    class_names: Sequence[str] | None,
+    label_attribute: str = "ImageComments",
+) -> None:
+    """Raise `InputDataError` now for what `write_dicom_export` would refuse later: a source
+    description it cannot store, images with the wrong channel count, or a class name too long
+    for the label attribute. Messages name the setting, never a value."""
+    try:
+        plan_quantisation(source)
+    except ValueError as err:
+        raise InputDataError(f"the image source cannot be written back as DICOM: {err}") from None
+    want = 3 if source.photometric == "RGB" else 1
+    if channels != want:
+        raise InputDataError(
+            f"a {source.photometric} DICOM export needs {want} channel(s), the images have "
+            f"{channels}: set source.images.channels, or export.format: parquet"
+        )
+    limit = _LABEL_ATTRIBUTES[label_attribute] - len(LABEL_PREFIX)
+    long = [i for i, name in enumerate(class_names or []) if len(str(name)) > limit]
+    if long:
+        raise InputDataError(
+            f"{len(long)} class name(s) are longer than the {limit} characters DICOM "
+            f"{label_attribute} holds: shorten the label folders, or export.format: parquet"
+        )
+
+
 def read_dicom_label(ds: Any, label_attribute: str = "ImageComments") -> str | None:
     """The class name an exported file carries, or None."""
     value = str(getattr(ds, label_attribute, "") or "")

@@ -1,4 +1,4 @@
-"""`synth`: run a job, evaluate any synthetic table, inspect a schema, or run the demo."""
+"""`synth`: run a job, evaluate any synthetic data, validate an export, or run the demo."""
 
 from __future__ import annotations
 
@@ -144,15 +144,11 @@ def run(
 
 
 def _preflight(spec: JobSpec) -> None:
-    """Bad input fails here, fast, leaving nothing behind."""
-    if spec.source.modality == "image":
-        from synth import image_pipeline
+    """Bad input, and any setting that would fail after training, fails here: fast, before a
+    Prefect server starts, leaving nothing behind."""
+    from jobs.preflight import preflight
 
-        image_pipeline.read_images(spec)
-    else:
-        from synth import pipeline
-
-        pipeline.read_source(spec)
+    preflight(spec)
 
 
 def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
@@ -207,7 +203,7 @@ def request(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Ask for a synthetic dataset: validated first, then run (or submitted) as a flow run."""
-    from synth.request import load_request
+    from jobs.request import load_request
 
     req = load_request(
         request_file,
@@ -271,7 +267,7 @@ def run_request(
 ) -> dict[str, Any]:
     """Run the `synth-job` flow here (against PREFECT_API_URL, or an ephemeral server)."""
     from flows.jobs import synth_job
-    from synth.runs import OutputRoot
+    from jobs.runs import OutputRoot
 
     state = synth_job(spec, output_root, force=force, progress=progress, return_state=True)
     root = OutputRoot(output_root)
@@ -301,7 +297,7 @@ def runs(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifests as JSON.")] = False,
 ) -> None:
     """List the runs under an output root: status, gate verdict, rows, export and lineage."""
-    from synth.runs import OutputRoot
+    from jobs.runs import OutputRoot
 
     manifests = OutputRoot(root).runs()
     if as_json:
@@ -354,95 +350,69 @@ def evaluate(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Run the checks and the gate on synthetic data from any tool: exit 0 on pass, 1 on fail."""
-    if modality == "image":
-        _evaluate_images(
-            real,
-            holdout,
-            synthetic,
-            out,
-            seed,
-            resolution,
-            set_ or [],
-            progress,
-            feature_checkpoint,
-        )
-        return
-    from evaluation.report import write_report
-    from evaluation.table import evaluate_table
-    from synth.config import Thresholds, build_spec, parse_set_option
-    from synth.data.io import load_table
-    from synth.data.schema import infer_schema
+    from evaluation import suite
+    from synth.config import build_spec, parse_set_option
 
+    readers = {"table": _table_inputs, "image": _image_inputs}
+    if modality not in readers:
+        raise SynthError(f"unknown modality {modality!r}: use table or image")
+    section = "image_thresholds" if modality == "image" else "thresholds"
     overrides = {}
     for item in set_ or []:
         key, value = parse_set_option(item)
-        overrides[f"evaluation.thresholds.{key.removeprefix('evaluation.thresholds.')}"] = value
-    thresholds: Thresholds = build_spec(
-        {"source": {"path": str(real)}}, overrides
-    ).evaluation.thresholds
-    real_df, holdout_df, syn_df = load_table(real), load_table(holdout), load_table(synthetic)
-    schema = infer_schema(real_df, target)
-    evaluation = evaluate_table(
-        real_df, holdout_df, syn_df, schema, thresholds, seed=seed, progress=progress
-    )
-    write_report(evaluation, out, train=real_df, synthetic=syn_df, schema=schema)
+        overrides[f"evaluation.{section}.{key.removeprefix(f'evaluation.{section}.')}"] = value
+    spec = build_spec({"source": {"path": str(real)}}, overrides).evaluation
+    inputs = readers[modality](real, holdout, synthetic, target, resolution, feature_checkpoint)
+    evaluation = suite.evaluate(inputs, spec, seed=seed, progress=progress)
+    suite.write_report(evaluation, inputs, out)
     _print_outcome(out, None)
     if not evaluation.gate.passed:
         raise GateFailedError("gate failed: " + "; ".join(evaluation.gate.failures()))
 
 
-def _evaluate_images(
+def _table_inputs(real: Path, holdout: Path, synthetic: Path, target: str | None, *_: Any):
+    """Three tables; the schema is inferred from the real train rows."""
+    from evaluation.suite import TableInputs
+    from synth.data.io import load_table
+    from synth.data.schema import infer_schema
+
+    real_df, holdout_df, syn_df = load_table(real), load_table(holdout), load_table(synthetic)
+    return TableInputs(real_df, holdout_df, syn_df, infer_schema(real_df, target))
+
+
+def _image_inputs(
     real: Path,
     holdout: Path,
     synthetic: Path,
-    out: Path,
-    seed: int,
+    target: str | None,
     resolution: int,
-    set_: list[str],
-    progress: bool,
-    feature_checkpoint: Path | None = None,
-) -> None:
-    """The image checks on three image folders; membership uses the distance-based attack."""
-    from evaluation.images.evaluate import evaluate_images
-    from evaluation.images.report import write_image_report
-    from synth.config import ImageSourceSpec, build_spec, parse_set_option
+    feature_checkpoint: Path | None,
+):
+    """Three image folders at one resolution; membership uses the distance-based attack."""
+    from evaluation.images.features import CheckpointFeatures
+    from evaluation.suite import ImageInputs
+    from synth.config import ImageSourceSpec
     from synth.images.io import load_images
 
-    overrides = {}
-    for item in set_:
-        key, value = parse_set_option(item)
-        overrides[
-            f"evaluation.image_thresholds.{key.removeprefix('evaluation.image_thresholds.')}"
-        ] = value
-    spec = build_spec({"source": {"path": str(real)}}, overrides)
     image_spec = ImageSourceSpec(resolution=resolution)
     sets = [load_images(p, image_spec) for p in (real, holdout, synthetic)]
     names = sets[0].class_names
     features = None
     if feature_checkpoint is not None:
-        from evaluation.images.features import CheckpointFeatures
-
         features = CheckpointFeatures.load(feature_checkpoint, tuple(sets[0].images.shape[1:]))
     for other in sets[1:]:
         if other.labels is not None and other.class_names != names:
             raise SynthError("the three image sets must use the same class folders")
-    evaluation = evaluate_images(
+    return ImageInputs(
         sets[0].images,
         sets[0].labels,
         sets[1].images,
         sets[1].labels,
         sets[2].images,
         sets[2].labels,
-        spec.evaluation.image_thresholds,
         class_names=names or None,
-        seed=seed,
-        progress=progress,
         features=features,
     )
-    write_image_report(evaluation, out, train=sets[0].images, synthetic=sets[2].images)
-    _print_outcome(out, None)
-    if not evaluation.gate.passed:
-        raise GateFailedError("gate failed: " + "; ".join(evaluation.gate.failures()))
 
 
 @app.command()
@@ -512,7 +482,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train only (load, split, train; no Prefect). On N GPUs:
-    `accelerate launch --num_processes N -m synth.cli train CONFIG`. A later `synth run` with
+    `accelerate launch --num_processes N -m synth_cli train CONFIG`. A later `synth run` with
     the same output directory resumes from OUT/model, and samples, checks and exports."""
     from synth.config import load_spec, parse_set_option
 
@@ -522,38 +492,13 @@ def train(
         overrides[key] = value
     spec = load_spec(config, overrides)
     _preflight(spec)
-    model = train_only(spec, progress=progress)
+    from jobs.train import train_only
     from synth.training import is_main_process, world_size
+
+    model = train_only(spec, progress=progress)
 
     if is_main_process():
         console.print(f"model: [bold]{model}[/] (trained by {world_size()} process(es))")
-
-
-def train_only(spec: JobSpec, progress: bool = True) -> Path:
-    """load -> split -> train through the plain pipeline steps; returns the model directory.
-
-    Under `accelerate launch` every process runs this. Only the main one writes into the job's
-    directory (schema, split, model; holding its lock); the others derive the same seeded
-    schema and split in a private temporary folder and only read the job's checkpoint.
-    """
-    import contextlib
-    import tempfile
-
-    from synth import image_pipeline, pipeline
-    from synth.training import is_main_process
-
-    steps = image_pipeline if spec.source.modality == "image" else pipeline
-    paths = pipeline.JobPaths(Path(spec.export.out))
-    main = is_main_process()
-    with (
-        tempfile.TemporaryDirectory(prefix="synth-train-") as scratch,
-        pipeline.exclusive(paths) if main else contextlib.nullcontext(),
-    ):
-        own = paths if main else pipeline.JobPaths(Path(scratch))
-        source = steps.load(spec, own)
-        split_path = steps.split(spec, own, source)
-        steps.train(spec, paths, source, split_path, progress)
-    return paths.model
 
 
 @app.command()

@@ -27,10 +27,10 @@ from typing import Any, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from evaluation.validate import export_intact
 from synth.atomic import atomic_write_text, recover_directory
 from synth.config import JobSpec
 from synth.errors import InputDataError
+from synth.export.folder import export_intact
 from synth.hashing import file_sha256
 
 RUNS_DIR = "runs"

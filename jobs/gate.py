@@ -1,0 +1,32 @@
+"""The gate step: a failed verdict destroys the staged records, so nothing can export them."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from jobs.paths import JobPaths
+from synth.errors import GateFailedError
+
+
+def gate(report: dict[str, Any], paths: JobPaths) -> list[str]:
+    """The failing checks; on failure the staged records are destroyed.
+
+    An overridden gate passes (the override is recorded in the report and the lineage).
+    """
+    g = report["gate"]
+    if g["passed"]:
+        return []
+    shutil.rmtree(paths.staging, ignore_errors=True)
+    return list(g["failures"]) or ["gate failed"]
+
+
+def gate_message(failures: list[str]) -> str:
+    return "gate failed, export blocked: " + "; ".join(failures)
+
+
+def enforce_gate(report: dict[str, Any], paths: JobPaths) -> None:
+    """`gate`, raising GateFailedError: for callers without an orchestrator."""
+    failures = gate(report, paths)
+    if failures:
+        raise GateFailedError(gate_message(failures))

@@ -1,0 +1,260 @@
+"""The image job's steps: a protected image set (DICOM, PNG, HF) in, a gated synthetic DICOM
+or PNG-in-Parquet export out. Synthetic images are staged as .npz shards (no pickle)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.images.features import CheckpointFeatures
+from evaluation.suite import ImageInputs
+from jobs.modality import SHARD_LOCK, JobSteps, LoadedSource
+from jobs.paths import JobPaths
+from jobs.shards import ShardPlan, staged_files
+from synth.atomic import atomic_write_bytes, atomic_write_text
+from synth.config import JobSpec
+from synth.data.split import load_split, save_split, split_indices
+from synth.errors import InputDataError
+from synth.export.dicom import write_dicom_export
+from synth.export.image_parquet import write_image_parquet_export
+from synth.hashing import file_sha256
+from synth.images.io import ImageSet, ImageSourceInfo, image_set_hash, load_images
+from synth.images.synthesizer import (
+    CPU_SHARD_IMAGES,
+    CUDA_SHARD_IMAGES,
+    ImageDiffusionSynthesizer,
+)
+from synth.labels import draw_labels
+from synth.training import is_main_process, wait_for_everyone
+
+
+def _format(spec: JobSpec) -> str:
+    fmt = spec.source.format
+    return fmt if fmt in ("auto", "dicom", "png", "hf") else "auto"
+
+
+def read_info(info_path: Path) -> dict[str, Any]:
+    """What `load` recorded: the source's pixel layout, the class names and the image shape."""
+    return json.loads(Path(info_path).read_text())
+
+
+def source_info(info: dict[str, Any]) -> ImageSourceInfo:
+    src = info["source"]
+    return ImageSourceInfo(**{**src, "value_range": tuple(src["value_range"])})
+
+
+def read_staged(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    with np.load(path, allow_pickle=False) as staged:
+        labels = staged["labels"] if "labels" in staged.files else None
+        return staged["images"], labels
+
+
+def _staged_head(staging: Path, limit: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first `limit` staged images and their labels."""
+    images, labels, have = [], [], 0
+    for f in staged_files(staging):
+        x, y = read_staged(f)
+        images.append(x[: limit - have])
+        labels.append(None if y is None else y[: limit - have])
+        have += len(images[-1])
+        if have >= limit:
+            break
+    y_all = None if labels[0] is None else np.concatenate(labels)
+    return np.concatenate(images), y_all
+
+
+class ImageSteps(JobSteps):
+    name = "image"
+    unit = "images"
+    shard_suffix = "npz"
+    cpu_shard_rows = CPU_SHARD_IMAGES
+    cuda_shard_rows = CUDA_SHARD_IMAGES
+
+    # ---- load ---------------------------------------------------------------------------
+    def read(self, spec: JobSpec) -> ImageSet:
+        """Read and check the protected image set. Raises one-line InputDataErrors."""
+        images = load_images(spec.source.path, spec.source.images, _format(spec))
+        need = self.min_records(spec)
+        if len(images.images) < need:
+            raise InputDataError(
+                f"the image set has {len(images.images)} images; the train/holdout split needs "
+                f"at least {need}: add images, or lower split.min_train_rows / "
+                "split.min_holdout_rows"
+            )
+        return images
+
+    def load(self, spec: JobSpec, paths: JobPaths) -> LoadedSource:
+        image_set = self.read(spec)
+        paths.work.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "source": dataclasses.asdict(image_set.source),
+            "class_names": image_set.class_names,
+            "shape": list(image_set.images.shape[1:]),
+        }
+        atomic_write_text(paths.image_source, json.dumps(payload, default=list))
+        n = len(image_set.images)
+        summary = f"{n} images, {len(image_set.class_names)} classes"
+        return LoadedSource(image_set_hash(spec.source.path), n, summary, paths.image_source)
+
+    def _read_real(self, spec: JobSpec, source: LoadedSource) -> ImageSet:
+        current = image_set_hash(spec.source.path)
+        if current != source.data_hash:
+            raise InputDataError(
+                f"{spec.source.path} changed while the job ran (hash {current[:12]} != "
+                f"{source.data_hash[:12]}): run the job again"
+            )
+        return load_images(spec.source.path, spec.source.images, _format(spec))
+
+    # ---- split --------------------------------------------------------------------------
+    def split(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> Path:
+        """A seeded holdout of real images, stratified by label. Saves indices only."""
+        image_set = self._read_real(spec, source)
+        train_idx, holdout_idx = split_indices(
+            source.n_records,
+            spec.split.holdout_fraction,
+            spec.seed,
+            stratify=image_set.labels,
+            min_train_rows=spec.split.min_train_rows,
+            min_holdout_rows=spec.split.min_holdout_rows,
+        )
+        return save_split(paths.split, train_idx, holdout_idx, source.data_hash)
+
+    def real_sets(
+        self, spec: JobSpec, source: LoadedSource, split_path: Path
+    ) -> tuple[ImageSet, ImageSet]:
+        """(train, holdout) images and labels, re-read and selected by the saved split."""
+        s = self._read_real(spec, source)
+        tr, ho = load_split(split_path, source.data_hash)
+
+        def part(idx: np.ndarray) -> ImageSet:
+            labels = None if s.labels is None else s.labels[idx]
+            return ImageSet(s.images[idx], labels, s.class_names, s.source)
+
+        return part(tr), part(ho)
+
+    # ---- check --------------------------------------------------------------------------
+    def check_settings(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> None:
+        """Label counts name classes of a conditional model; the feature checkpoint loads and
+        fits the images; the export format can hold them."""
+        info = read_info(source.info_path)
+        class_names = info["class_names"] if spec.image_model.conditional else []
+        conditions = spec.sampling.conditions
+        if conditions:
+            if not class_names:
+                raise InputDataError("conditions need labelled training images")
+            rng = np.random.default_rng(spec.seed)
+            n = sum(conditions.values())
+            draw_labels(n, conditions, class_names, [1] * len(class_names), rng)
+        checkpoint = spec.evaluation.feature_checkpoint
+        if checkpoint is not None:
+            CheckpointFeatures.load(checkpoint, tuple(info["shape"]))
+        if self.export_format(spec, source) == "dicom":
+            from synth.export.dicom import check_dicom_export
+
+            check_dicom_export(source_info(info), int(info["shape"][0]), class_names)
+
+    # ---- train --------------------------------------------------------------------------
+    def train(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        progress: bool = True,
+    ) -> str:
+        train_set, _ = self.real_sets(spec, source, split_path)
+        synthesizer = ImageDiffusionSynthesizer(
+            spec.image_model, spec.training, seed=spec.seed, device=spec.training.device
+        )
+        synthesizer.fit(train_set, checkpoint_dir=paths.model, progress=progress)
+        if is_main_process():  # under `accelerate launch`, one process writes the model
+            synthesizer.save(paths.model)
+        wait_for_everyone()
+        return file_sha256(paths.model / "unet")
+
+    # ---- sample -------------------------------------------------------------------------
+    def sample_shard(self, spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
+        """Draw one shard of images and stage it as .npz (images, labels), atomically."""
+        synthesizer = ImageDiffusionSynthesizer.load(paths.model, device=spec.training.device)
+        s = spec.sampling
+        with SHARD_LOCK:
+            shard = synthesizer.sample_shard(
+                plan.rows,
+                plan.conditions,
+                seed=plan.seed,
+                offset=plan.start,
+                num_inference_steps=s.num_inference_steps,
+                scheduler=s.scheduler,
+                guidance_scale=s.guidance_scale,
+            )
+        arrays = {"images": shard.data}
+        if shard.labels is not None:
+            arrays["labels"] = shard.labels
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        return atomic_write_bytes(paths.staging_partial / plan.file_name, buffer.getvalue())
+
+    def staged_count(self, path: Path) -> int:
+        return len(read_staged(path)[0])
+
+    # ---- evaluate -----------------------------------------------------------------------
+    def evaluation_inputs(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path
+    ) -> ImageInputs:
+        train, holdout = self.real_sets(spec, source, split_path)
+        synthetic, synthetic_labels = _staged_head(paths.staging, spec.evaluation.max_rows)
+        model = ImageDiffusionSynthesizer.load(paths.model, device=spec.training.device)
+        checkpoint = spec.evaluation.feature_checkpoint
+        features = None
+        if checkpoint is not None:
+            features = CheckpointFeatures.load(checkpoint, tuple(train.images.shape[1:]))
+        return ImageInputs(
+            train.images,
+            train.labels,
+            holdout.images,
+            holdout.labels,
+            synthetic,
+            synthetic_labels,
+            class_names=train.class_names or None,
+            loss_fn=model.denoising_loss,
+            features=features,
+        )
+
+    # ---- export -------------------------------------------------------------------------
+    def export_format(self, spec: JobSpec, source: LoadedSource) -> str:
+        if spec.export.format != "auto":
+            return spec.export.format
+        return "dicom" if read_info(source.info_path)["source"]["kind"] == "dicom" else "parquet"
+
+    def export(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, report: dict[str, Any]
+    ) -> list[Path]:
+        """Publish the staged images as DICOM (Secondary Capture) or PNG-in-Parquet."""
+        info = read_info(source.info_path)
+        src = source_info(info)
+        images, labels = _staged_head(paths.staging, 10**12)
+        metadata = {"lineage": report["extra"]["lineage"], "report": report}
+        names = info["class_names"] or None
+        if self.export_format(spec, source) == "dicom":
+            files = write_dicom_export(
+                images, paths.export, source=src, labels=labels, class_names=names,
+                metadata=metadata,
+            )  # fmt: skip
+        else:
+            files = write_image_parquet_export(
+                images,
+                paths.export,
+                labels=labels,
+                class_names=names,
+                metadata=metadata,
+                rows_per_file=spec.export.rows_per_file,
+                bits=16 if src.bits_stored > 8 and src.photometric != "RGB" else 8,
+            )
+        shutil.rmtree(paths.staging, ignore_errors=True)
+        return files

@@ -1,0 +1,231 @@
+"""The `Modality` contract: the steps of one job, the same for tables and images.
+
+load -> split -> check -> train -> plan shards -> sample a shard (each) -> evaluate (parts,
+then the report) -> gate -> export. A flow calls these and never asks which modality it runs.
+Steps hand each other paths and content hashes, never records, so real data stays out of
+Prefect's results and caches: each step that needs real records re-reads the source, checks
+its hash, and selects them with the saved split indices.
+
+`JobSteps` holds what both modalities share (shards, staging, the evaluation entry, the
+fail-fast checks); `jobs.table` and `jobs.image` add what differs.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from tqdm.auto import tqdm
+
+from evaluation import suite
+from evaluation.suite import Inputs, Parts
+from jobs.lineage import split_sizes
+from jobs.paths import JobPaths
+from jobs.shards import (
+    ShardPlan,
+    finish_staging,
+    plan_shards,
+    sample_rows,
+    start_staging,
+)
+from synth.config import JobSpec
+from synth.data.split import min_rows_for_split
+from synth.device import pick_device
+
+
+@dataclass(frozen=True)
+class LoadedSource:
+    """What `load` learned about the protected source: its hash, size, and where the private
+    description (schema, or image source info) was written."""
+
+    data_hash: str
+    n_records: int
+    summary: str
+    info_path: Path
+
+
+@runtime_checkable
+class Modality(Protocol):
+    """One modality's job steps. Each is a plain function of the spec, the job's paths and
+    what earlier steps returned; none needs Prefect."""
+
+    name: str
+    unit: str
+
+    def read(self, spec: JobSpec) -> Any:
+        """Read and check the source, writing nothing: bad input fails here, fast."""
+
+    def load(self, spec: JobSpec, paths: JobPaths) -> LoadedSource: ...
+
+    def split(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> Path: ...
+
+    def check(self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path) -> None:
+        """Every size and setting that would fail later, checked before training."""
+
+    def train(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        progress: bool = True,
+    ) -> str: ...
+
+    def plan_shards(self, spec: JobSpec, n_train: int) -> list[ShardPlan]: ...
+
+    def start_staging(self, paths: JobPaths) -> Path: ...
+
+    def sample_shard(self, spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path: ...
+
+    def finish_staging(self, paths: JobPaths, plans: list[ShardPlan]) -> int: ...
+
+    def evaluation_groups(self) -> list[list[str]]: ...
+
+    def evaluate_parts(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        names: list[str],
+    ) -> Parts: ...
+
+    def report(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        parts: Parts,
+        lineage: dict[str, Any],
+    ) -> dict[str, Any]: ...
+
+    def export(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, report: dict[str, Any]
+    ) -> list[Path]: ...
+
+
+# One shard at a time per process: a process's torch already uses all its threads (or its
+# GPU), so shards side by side in a thread pool would only oversubscribe it. Parallelism
+# comes from worker processes (Dask), each drawing its own shards.
+SHARD_LOCK = threading.Lock()
+
+
+class JobSteps:
+    """The steps both modalities share. Subclasses supply `read`, `load`, `split`, `train`,
+    `sample_shard`, `export` and the hooks below."""
+
+    name: ClassVar[str]
+    unit: ClassVar[str]
+    shard_suffix: ClassVar[str]
+    cpu_shard_rows: ClassVar[int]
+    cuda_shard_rows: ClassVar[int]
+
+    # ---- hooks --------------------------------------------------------------------------
+    def staged_count(self, path: Path) -> int:
+        """Records in one staged shard file."""
+        raise NotImplementedError
+
+    def evaluation_inputs(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path
+    ) -> Inputs:
+        """Real train and holdout, the staged synthetic head, for the evaluation entry."""
+        raise NotImplementedError
+
+    def check_settings(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> None:
+        """Modality-specific settings that would fail after training."""
+
+    # ---- check --------------------------------------------------------------------------
+    def check(self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path) -> None:
+        """Every limit a later step would hit, checked now, before any training: the device,
+        the records asked for, the label counts, and the sizes evaluation needs."""
+        pick_device(spec.training.device)
+        n_train, n_holdout = split_sizes(split_path)
+        n_synthetic = sample_rows(spec, n_train)
+        suite.check_sizes(
+            self.name,
+            n_train=n_train,
+            n_holdout=n_holdout,
+            n_synthetic=min(n_synthetic, spec.evaluation.max_rows),
+        )
+        self.check_settings(spec, paths, source)
+
+    def min_records(self, spec: JobSpec) -> int:
+        s = spec.split
+        return min_rows_for_split(s.holdout_fraction, s.min_train_rows, s.min_holdout_rows)
+
+    # ---- sample -------------------------------------------------------------------------
+    def plan_shards(self, spec: JobSpec, n_train: int) -> list[ShardPlan]:
+        return plan_shards(
+            spec,
+            n_train,
+            cpu_rows=self.cpu_shard_rows,
+            cuda_rows=self.cuda_shard_rows,
+            suffix=self.shard_suffix,
+        )
+
+    def start_staging(self, paths: JobPaths) -> Path:
+        return start_staging(paths)
+
+    def finish_staging(self, paths: JobPaths, plans: list[ShardPlan]) -> int:
+        return finish_staging(paths, plans, self.staged_count)
+
+    def sample(self, spec: JobSpec, paths: JobPaths, n_train: int, progress: bool = True) -> int:
+        """Every shard, one after another, into private staging. Returns the record count. The
+        flow runs the same `sample_shard`s in parallel: the records are the same."""
+        plans = self.plan_shards(spec, n_train)
+        self.start_staging(paths)
+        bar = tqdm(plans, desc="sample", unit="shard", disable=not progress or len(plans) < 2)
+        for plan in bar:
+            self.sample_shard(spec, paths, plan)  # type: ignore[attr-defined]
+        return self.finish_staging(paths, plans)
+
+    # ---- evaluate -----------------------------------------------------------------------
+    def evaluation_groups(self) -> list[list[str]]:
+        """Metric parts that can run apart, grouped: a task each."""
+        return [list(group) for group in suite.suite_for(self.name).groups]
+
+    def evaluate_parts(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        names: list[str],
+    ) -> Parts:
+        """Some metric parts on the staged records. They re-read the real and staged records
+        themselves, so a task on any worker gets paths in and hands metric numbers back."""
+        inputs = self.evaluation_inputs(spec, paths, source, split_path)
+        return suite.evaluate_parts(
+            inputs, names, seed=spec.seed, max_rows=spec.evaluation.max_rows
+        )
+
+    def report(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        parts: Parts,
+        lineage: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Apply the gate to the parts' numbers and write report.json/html."""
+        inputs = self.evaluation_inputs(spec, paths, source, split_path)
+        evaluation = suite.combine(inputs, parts, spec.evaluation, seed=spec.seed)
+        return suite.write_report(evaluation, inputs, paths.out, {"lineage": lineage})
+
+    def evaluate(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        lineage: dict[str, Any],
+        progress: bool = True,
+    ) -> dict[str, Any]:
+        """Every check on the staged records in this process, then the report."""
+        inputs = self.evaluation_inputs(spec, paths, source, split_path)
+        evaluation = suite.evaluate(inputs, spec.evaluation, seed=spec.seed, progress=progress)
+        return suite.write_report(evaluation, inputs, paths.out, {"lineage": lineage})

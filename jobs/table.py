@@ -1,0 +1,209 @@
+"""The table job's steps: a protected table in, a gated synthetic Parquet export out."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from evaluation.suite import TableInputs
+from jobs.modality import SHARD_LOCK, JobSteps, LoadedSource
+from jobs.paths import JobPaths
+from jobs.shards import ShardPlan, staged_files
+from synth.atomic import atomic_write_bytes, atomic_write_text
+from synth.config import JobSpec
+from synth.data.categories import MISSING
+from synth.data.io import check_table, load_table
+from synth.data.schema import TableSchema, infer_schema
+from synth.data.split import load_split, save_split, split_indices
+from synth.errors import InputDataError
+from synth.export.parquet import to_arrow_table, write_parquet_export
+from synth.hashing import file_sha256
+from synth.labels import draw_labels
+from synth.tabular.synthesizer import (
+    CPU_SHARD_ROWS,
+    CUDA_SHARD_ROWS,
+    TabularDiffusionSynthesizer,
+)
+from synth.training import is_main_process, wait_for_everyone
+
+
+def read_schema(schema_path: Path) -> TableSchema:
+    return TableSchema.model_validate_json(Path(schema_path).read_text())
+
+
+def model_hash(model_dir: Path) -> str:
+    return file_sha256(Path(model_dir) / "denoiser")
+
+
+def _head(staging: Path, n: int) -> pd.DataFrame:
+    """The first `n` staged rows. Rows are i.i.d. draws, so the head is a fair sample."""
+    frames, have = [], 0
+    for f in staged_files(staging):
+        frames.append(pq.read_table(f).to_pandas().iloc[: n - have])
+        have += len(frames[-1])
+        if have >= n:
+            break
+    return pd.concat(frames, ignore_index=True)
+
+
+class TableSteps(JobSteps):
+    name = "table"
+    unit = "rows"
+    shard_suffix = "parquet"
+    cpu_shard_rows = CPU_SHARD_ROWS
+    cuda_shard_rows = CUDA_SHARD_ROWS
+
+    # ---- load ---------------------------------------------------------------------------
+    def read(self, spec: JobSpec) -> tuple[pd.DataFrame, TableSchema]:
+        """Read and check the protected table, and describe it. Raises one-line errors."""
+        df = load_table(spec.source.path, spec.source.format)
+        check_table(df, spec.source.target, self.min_records(spec))
+        schema = infer_schema(df, spec.source.target, spec.source.columns)
+        if not schema.modelled:
+            raise InputDataError(
+                "no column can be modelled (all are IDs or constants): override a column's "
+                "kind under source.columns"
+            )
+        return df, schema
+
+    def load(self, spec: JobSpec, paths: JobPaths) -> LoadedSource:
+        """Validate the source, write its schema, and fingerprint it."""
+        df, schema = self.read(spec)
+        paths.work.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(paths.schema, schema.model_dump_json(indent=1))
+        summary = f"{len(df)} rows x {df.shape[1]} columns"
+        return LoadedSource(file_sha256(spec.source.path), len(df), summary, paths.schema)
+
+    def _read_real(self, spec: JobSpec, data_hash: str) -> pd.DataFrame:
+        current = file_sha256(spec.source.path)
+        if current != data_hash:
+            raise InputDataError(
+                f"{spec.source.path} changed while the job ran (hash {current[:12]} != "
+                f"{data_hash[:12]}): run the job again"
+            )
+        return load_table(spec.source.path, spec.source.format)
+
+    # ---- split --------------------------------------------------------------------------
+    def split(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> Path:
+        """A seeded holdout, stratified on a categorical target. Saves indices only."""
+        schema = read_schema(source.info_path)
+        stratify = None
+        if schema.target and schema.target_kind == "categorical":
+            df = self._read_real(spec, source.data_hash)
+            stratify = df[schema.target].astype(str).to_numpy()
+        train_idx, holdout_idx = split_indices(
+            source.n_records,
+            spec.split.holdout_fraction,
+            spec.seed,
+            stratify=stratify,
+            min_train_rows=spec.split.min_train_rows,
+            min_holdout_rows=spec.split.min_holdout_rows,
+        )
+        return save_split(paths.split, train_idx, holdout_idx, source.data_hash)
+
+    def real_frames(
+        self, spec: JobSpec, source: LoadedSource, split_path: Path
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(train, holdout) rows, re-read from the source and selected by the saved split."""
+        df = self._read_real(spec, source.data_hash)
+        train_idx, holdout_idx = load_split(split_path, source.data_hash)
+        train = df.iloc[train_idx].reset_index(drop=True)
+        return train, df.iloc[holdout_idx].reset_index(drop=True)
+
+    # ---- check --------------------------------------------------------------------------
+    def check_settings(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> None:
+        """Requested label counts must name classes of a target the model conditions on."""
+        conditions = spec.sampling.conditions
+        if not conditions:
+            return
+        schema = read_schema(source.info_path)
+        target = schema.column(schema.target) if schema.target else None
+        if not (spec.model.conditional and target is not None and target.kind == "categorical"):
+            raise InputDataError(
+                "conditions need a categorical target that the model was conditioned on"
+            )
+        classes = list(target.categories or []) + ([MISSING] if target.nullable else [])
+        rng = np.random.default_rng(spec.seed)
+        draw_labels(sum(conditions.values()), conditions, classes, [1] * len(classes), rng)
+
+    # ---- train --------------------------------------------------------------------------
+    def train(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        progress: bool = True,
+    ) -> str:
+        """Fit the synthesizer (resuming from `model/` if a checkpoint is there). Returns its
+        hash."""
+        train_df, _ = self.real_frames(spec, source, split_path)
+        synthesizer = TabularDiffusionSynthesizer(
+            read_schema(source.info_path),
+            spec.model,
+            spec.training,
+            seed=spec.seed,
+            device=spec.training.device,
+        )
+        synthesizer.fit(train_df, checkpoint_dir=paths.model, progress=progress)
+        if is_main_process():  # under `accelerate launch`, one process writes the model
+            synthesizer.save(paths.model)
+        wait_for_everyone()
+        return model_hash(paths.model)
+
+    # ---- sample -------------------------------------------------------------------------
+    def sample_shard(self, spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
+        """Draw one shard with the model in `paths.model` and write it under a temp name, then
+        rename it into staging: a retried or killed task never leaves half a file."""
+        synthesizer = TabularDiffusionSynthesizer.load(paths.model, device=spec.training.device)
+        s = spec.sampling
+        with SHARD_LOCK:
+            shard = synthesizer.sample_shard(
+                plan.rows,
+                plan.conditions,
+                seed=plan.seed,
+                offset=plan.start,
+                num_inference_steps=s.num_inference_steps,
+                scheduler=s.scheduler,
+                guidance_scale=s.guidance_scale,
+                id_strategy=spec.export.id_strategy,
+            )
+        buffer = pa.BufferOutputStream()
+        pq.write_table(to_arrow_table(shard.data, synthesizer.schema), buffer)
+        data = buffer.getvalue().to_pybytes()
+        return atomic_write_bytes(paths.staging_partial / plan.file_name, data)
+
+    def staged_count(self, path: Path) -> int:
+        return pq.read_metadata(path).num_rows
+
+    # ---- evaluate -----------------------------------------------------------------------
+    def evaluation_inputs(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path
+    ) -> TableInputs:
+        train_df, holdout_df = self.real_frames(spec, source, split_path)
+        synthetic = _head(paths.staging, spec.evaluation.max_rows)
+        return TableInputs(train_df, holdout_df, synthetic, read_schema(source.info_path))
+
+    # ---- export -------------------------------------------------------------------------
+    def export(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, report: dict[str, Any]
+    ) -> list[Path]:
+        """Publish the staged rows as Parquet carrying lineage and report; then drop staging."""
+        schema = read_schema(source.info_path)
+        if spec.export.id_strategy == "drop":
+            schema = TableSchema(
+                columns=[c for c in schema.columns if c.kind != "id"], target=schema.target
+            )
+        metadata = {"lineage": report["extra"]["lineage"], "report": report}
+        shards = (pq.read_table(f).to_pandas() for f in staged_files(paths.staging))
+        files = write_parquet_export(
+            shards, paths.export, schema, metadata, rows_per_file=spec.export.rows_per_file
+        )
+        shutil.rmtree(paths.staging, ignore_errors=True)
+        return files
