@@ -22,7 +22,7 @@ import pandas as pd
 from synth.data.categories import MISSING, category_keys, numeric_values
 from synth.data.schema import ColumnSpec, TableSchema
 
-__all__ = ["MISSING", "OTHER", "TableEncoder", "category_keys", "numeric_values"]
+__all__ = ["MISSING", "OTHER", "DistanceEncoder", "category_keys", "numeric_values"]
 
 OTHER = "__other__"
 _ONE_HOT = 1.0 / math.sqrt(2.0)
@@ -49,7 +49,7 @@ class _CategoricalCol:
 
 
 @dataclass
-class TableEncoder:
+class DistanceEncoder:
     """Maps rows of a table to vectors; see the module docstring for the geometry."""
 
     numeric: list[_NumericCol]
@@ -59,7 +59,7 @@ class TableEncoder:
     @classmethod
     def fit(
         cls, train: pd.DataFrame, schema: TableSchema, columns: list[str] | None = None
-    ) -> TableEncoder:
+    ) -> DistanceEncoder:
         """Learn ranges and categories from `train` for the modelled columns (or `columns`)."""
         specs: list[ColumnSpec] = [
             c for c in schema.modelled if columns is None or c.name in set(columns)

@@ -19,7 +19,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
-from evaluation.encoding import TableEncoder, category_keys, numeric_values
+from evaluation.encoding import DistanceEncoder, category_keys, numeric_values
 from evaluation.threads import limit_threads
 from synth.data.schema import TableSchema
 
@@ -242,7 +242,7 @@ def _nan0(x: float) -> float:
 def detection_auc(
     real: pd.DataFrame,
     synthetic: pd.DataFrame,
-    encoder: TableEncoder,
+    encoder: DistanceEncoder,
     *,
     seed: int = 0,
     folds: int = DETECTION_FOLDS,
@@ -318,7 +318,7 @@ def ml_efficacy(
     if target is None:
         return None
     features = [c.name for c in schema.modelled if c.name != target]
-    encoder = TableEncoder.fit(train, schema, columns=features)
+    encoder = DistanceEncoder.fit(train, schema, columns=features)
     kind = schema.column(target).kind
 
     def xy(df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

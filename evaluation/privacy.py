@@ -3,7 +3,7 @@
 Every check compares the synthetic data against a *fresh real* baseline, the holdout: real
 tables contain duplicates and tight clusters, so an absolute "distance to train" means little,
 while "closer to train than unseen real rows are" is the signature of memorisation.
-All distances live in the shared `TableEncoder` space fitted on train.
+All distances live in the shared `DistanceEncoder` space fitted on train.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import NearestNeighbors
 
-from evaluation.encoding import TableEncoder, category_keys, numeric_values
+from evaluation.encoding import DistanceEncoder, category_keys, numeric_values
 from evaluation.threads import limit_threads
 from synth.data.schema import TableSchema
 
@@ -155,7 +155,7 @@ def privacy_metrics(
     holdout: pd.DataFrame,
     synthetic: pd.DataFrame,
     schema: TableSchema,
-    encoder: TableEncoder | None = None,
+    encoder: DistanceEncoder | None = None,
     *,
     seed: int = 0,
 ) -> Privacy:
@@ -168,7 +168,7 @@ def privacy_metrics(
       rows outside the subset count 0.5, so copying all of a 2x train scores 0.75, not 1);
     * NNDR: share of synthetic rows below the holdout's 5th-percentile NNDR (ideal ~0.05).
     """
-    encoder = encoder or TableEncoder.fit(train, schema)
+    encoder = encoder or DistanceEncoder.fit(train, schema)
     return Privacy(
         **privacy_distances(train, holdout, synthetic, schema, encoder),
         **membership_risk(train, holdout, synthetic, schema, encoder, seed=seed),
@@ -180,12 +180,12 @@ def privacy_distances(
     holdout: pd.DataFrame,
     synthetic: pd.DataFrame,
     schema: TableSchema,
-    encoder: TableEncoder | None = None,
+    encoder: DistanceEncoder | None = None,
 ) -> dict[str, float | DcrHistogram]:
     """Exact copies, near copies, NNDR and the DCR summary: the `Privacy` fields that need
     nearest-train distances of every synthetic and holdout row (no randomness)."""
     with limit_threads(max(len(train), len(synthetic))):
-        encoder = encoder or TableEncoder.fit(train, schema)
+        encoder = encoder or DistanceEncoder.fit(train, schema)
         x_train = encoder.transform(train)
         syn_rate = exact_copy_rate(synthetic, train, schema)
         hold_rate = exact_copy_rate(holdout, train, schema)
@@ -224,14 +224,14 @@ def membership_risk(
     holdout: pd.DataFrame,
     synthetic: pd.DataFrame,
     schema: TableSchema,
-    encoder: TableEncoder | None = None,
+    encoder: DistanceEncoder | None = None,
     *,
     seed: int = 0,
 ) -> dict[str, float]:
     """DCR share and the membership-inference AUC, on a seeded train subset the size of the
     holdout against the holdout (so a perfect generator scores 0.5 on both)."""
     with limit_threads(max(len(train), len(synthetic))):
-        encoder = encoder or TableEncoder.fit(train, schema)
+        encoder = encoder or DistanceEncoder.fit(train, schema)
         rng = np.random.default_rng(seed)
         x_train = encoder.transform(train)
         x_hold = encoder.transform(holdout)

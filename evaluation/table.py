@@ -12,7 +12,7 @@ import pandas as pd
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
-from evaluation.encoding import TableEncoder
+from evaluation.encoding import DistanceEncoder
 from evaluation.fidelity import (
     ColumnShapes,
     Detection,
@@ -157,7 +157,7 @@ def _pair_trends(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any
 
 
 def _detection(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
-    encoder = TableEncoder.fit(f.train, schema)
+    encoder = DistanceEncoder.fit(f.train, schema)
     return detection_auc(f.train, f.synthetic, encoder, seed=seed).model_dump()
 
 

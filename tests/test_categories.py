@@ -8,7 +8,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 
 from evaluation.encoding import OTHER
-from evaluation.encoding import TableEncoder as CheckEncoder
+from evaluation.encoding import DistanceEncoder as CheckEncoder
 from synth.data.categories import MISSING, category_key, category_keys, is_missing
 from synth.data.schema import ColumnSpec, TableSchema, infer_schema
 from synth.errors import InputDataError

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from evaluation_fixtures import ChurnSplit, garbled, split_churn
 
-from evaluation.encoding import TableEncoder
+from evaluation.encoding import DistanceEncoder
 from evaluation.fidelity import (
     column_shapes,
     detection_auc,
@@ -102,13 +102,13 @@ def test_pair_trends_sees_broken_correlations(churn: ChurnSplit) -> None:
 
 
 def test_detection_real_vs_real_is_chance(churn: ChurnSplit) -> None:
-    encoder = TableEncoder.fit(churn.train, churn.schema)
+    encoder = DistanceEncoder.fit(churn.train, churn.schema)
     auc = detection_auc(churn.train, churn.fresh, encoder, seed=0).auc
     assert abs(auc - 0.5) < 0.1
 
 
 def test_detection_spots_garbled_rows(churn: ChurnSplit) -> None:
-    encoder = TableEncoder.fit(churn.train, churn.schema)
+    encoder = DistanceEncoder.fit(churn.train, churn.schema)
     result = detection_auc(churn.train, garbled(churn.fresh), encoder, seed=0)
     assert result.auc > 0.8
     assert result.n_per_class == len(churn.fresh)  # balanced: train subsampled to synthetic

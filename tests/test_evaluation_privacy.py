@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from evaluation_fixtures import ChurnSplit, split_churn
 
-from evaluation.encoding import TableEncoder, category_keys
+from evaluation.encoding import DistanceEncoder, category_keys
 from evaluation.privacy import (
     dcr_share,
     exact_copy_rate,
@@ -38,7 +38,7 @@ def small(churn: ChurnSplit) -> ChurnSplit:
 def test_encoding_geometry() -> None:
     train = pd.DataFrame({"x": [0.5, 10.5, np.nan], "c": ["a", "b", "a"]})
     schema = infer_schema(pd.concat([train] * 10, ignore_index=True))
-    enc = TableEncoder.fit(train, schema)
+    enc = DistanceEncoder.fit(train, schema)
     assert enc.feature_names == [
         "x", "x__isna", "c=a", "c=b", "c=__missing__", "c=__other__",
     ]  # fmt: skip
