@@ -33,6 +33,13 @@ EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
+def _error_line(err: Exception) -> None:
+    """One line at any terminal width; brackets in the message are text, not markup."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
+
+
 def _friendly(fn):
     """Turn our errors into one red line and an exit code; no traceback for bad input."""
 
@@ -41,10 +48,10 @@ def _friendly(fn):
         try:
             return fn(*args, **kwargs)
         except GateFailedError as err:
-            err_console.print(f"[bold red]error:[/] {err}")
+            _error_line(err)
             raise typer.Exit(EXIT_GATE_FAILED) from None
         except SynthError as err:
-            err_console.print(f"[bold red]error:[/] {err}")
+            _error_line(err)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return wrapper
