@@ -83,6 +83,8 @@ class Suite(Protocol):
     parts: list[str]
     groups: list[list[str]]
     """Parts that share prepared state run together; each group can run as its own task."""
+    thresholds_field: str
+    """The `EvaluationSpec` field holding this modality's gate thresholds."""
 
     def check_sizes(self, n_train: int, n_holdout: int, n_synthetic: int) -> None: ...
 
@@ -100,6 +102,7 @@ class Suite(Protocol):
 class TableSuite:
     parts = list(EVALUATION_PARTS)
     groups = [[name] for name in EVALUATION_PARTS]
+    thresholds_field = "thresholds"
 
     def check_sizes(self, n_train: int, n_holdout: int, n_synthetic: int) -> None:
         for label, n in (("train", n_train), ("holdout", n_holdout), ("synthetic", n_synthetic)):
@@ -158,6 +161,7 @@ class TableSuite:
 class ImageSuite:
     parts = list(IMAGE_PARTS)
     groups = [list(IMAGE_PARTS)]  # `features` fits the network the others embed with
+    thresholds_field = "image_thresholds"
 
     def check_sizes(self, n_train: int, n_holdout: int, n_synthetic: int) -> None:
         for label, n in (("train", n_train), ("holdout", n_holdout), ("synthetic", n_synthetic)):

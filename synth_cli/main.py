@@ -363,7 +363,7 @@ def evaluate(
     readers = {"table": _table_inputs, "image": _image_inputs}
     if modality not in readers:
         raise SynthError(f"unknown modality {modality!r}: use table or image")
-    section = "image_thresholds" if modality == "image" else "thresholds"
+    section = suite.suite_for(modality).thresholds_field
     overrides = {}
     for item in set_ or []:
         key, value = parse_set_option(item)
