@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from evaluation.suite import suite_for
 from synth.config import (
-    ImageThresholds,
+    EvaluationSpec,
     JobSpec,
-    Thresholds,
     build_spec,
     format_validation_error,
     load_spec,
@@ -79,12 +79,8 @@ class SynthRequest(BaseModel):
             raise ConfigError(f"source {str(self.source)!r} does not exist: check the path")
         base = load_spec(self.base, {"source.path": str(self.source)}) if self.base else None
         data: dict[str, Any] = base.model_dump(mode="json") if base else {}
-        section = "image_thresholds" if self.modality == "image" else "thresholds"
-        current = (
-            getattr(base.evaluation, section)
-            if base
-            else (ImageThresholds() if self.modality == "image" else Thresholds())
-        )
+        section = suite_for(self.modality).thresholds_field
+        current = getattr(base.evaluation if base else EvaluationSpec(), section)
         _check_stricter(self.thresholds, current)
         overrides: dict[str, Any] = {
             "name": self.job_name(),
