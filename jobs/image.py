@@ -14,16 +14,15 @@ import numpy as np
 
 from evaluation.images.features import CheckpointFeatures
 from evaluation.suite import ImageInputs
-from jobs.modality import SHARD_LOCK, JobSteps, LoadedSource
+from jobs.modality import JobSteps, LoadedSource
 from jobs.paths import JobPaths
-from jobs.shards import ShardPlan, staged_files
-from synth.atomic import atomic_write_bytes, atomic_write_text
+from jobs.shards import staged_files
+from synth.atomic import atomic_write_text
 from synth.config import JobSpec
 from synth.data.split import load_split, save_split, split_indices
 from synth.errors import InputDataError
 from synth.export.dicom import write_dicom_export
 from synth.export.image_parquet import write_image_parquet_export
-from synth.hashing import file_sha256
 from synth.images.io import ImageSet, ImageSourceInfo, image_set_hash, load_images
 from synth.images.synthesizer import (
     CPU_SHARD_IMAGES,
@@ -31,7 +30,7 @@ from synth.images.synthesizer import (
     ImageDiffusionSynthesizer,
 )
 from synth.labels import draw_labels
-from synth.training import is_main_process, wait_for_everyone
+from synth.synthesizer import Shard
 
 
 def _format(spec: JobSpec) -> str:
@@ -159,46 +158,28 @@ class ImageSteps(JobSteps):
 
             check_dicom_export(source_info(info), int(info["shape"][0]), class_names)
 
-    # ---- train --------------------------------------------------------------------------
-    def train(
-        self,
-        spec: JobSpec,
-        paths: JobPaths,
-        source: LoadedSource,
-        split_path: Path,
-        progress: bool = True,
-    ) -> str:
-        train_set, _ = self.real_sets(spec, source, split_path)
-        synthesizer = ImageDiffusionSynthesizer(
+    # ---- train and sample ---------------------------------------------------------------
+    model_file = "unet"
+
+    def new_synthesizer(self, spec: JobSpec, source: LoadedSource) -> ImageDiffusionSynthesizer:
+        return ImageDiffusionSynthesizer(
             spec.image_model, spec.training, seed=spec.seed, device=spec.training.device
         )
-        synthesizer.fit(train_set, checkpoint_dir=paths.model, progress=progress)
-        if is_main_process():  # under `accelerate launch`, one process writes the model
-            synthesizer.save(paths.model)
-        wait_for_everyone()
-        return file_sha256(paths.model / "unet")
 
-    # ---- sample -------------------------------------------------------------------------
-    def sample_shard(self, spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
-        """Draw one shard of images and stage it as .npz (images, labels), atomically."""
-        synthesizer = ImageDiffusionSynthesizer.load(paths.model, device=spec.training.device)
-        s = spec.sampling
-        with SHARD_LOCK:
-            shard = synthesizer.sample_shard(
-                plan.rows,
-                plan.conditions,
-                seed=plan.seed,
-                offset=plan.start,
-                num_inference_steps=s.num_inference_steps,
-                scheduler=s.scheduler,
-                guidance_scale=s.guidance_scale,
-            )
+    def load_synthesizer(self, spec: JobSpec, paths: JobPaths) -> ImageDiffusionSynthesizer:
+        return ImageDiffusionSynthesizer.load(paths.model, device=spec.training.device)
+
+    def training_data(self, spec: JobSpec, source: LoadedSource, split_path: Path) -> ImageSet:
+        return self.real_sets(spec, source, split_path)[0]
+
+    def shard_bytes(self, shard: Shard, synthesizer: ImageDiffusionSynthesizer) -> bytes:
+        """The shard's images (and labels) as .npz: plain arrays, no pickle."""
         arrays = {"images": shard.data}
         if shard.labels is not None:
             arrays["labels"] = shard.labels
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
-        return atomic_write_bytes(paths.staging_partial / plan.file_name, buffer.getvalue())
+        return buffer.getvalue()
 
     def staged_count(self, path: Path) -> int:
         return len(read_staged(path)[0])
@@ -209,7 +190,7 @@ class ImageSteps(JobSteps):
     ) -> ImageInputs:
         train, holdout = self.real_sets(spec, source, split_path)
         synthetic, synthetic_labels = _staged_head(paths.staging, spec.evaluation.max_rows)
-        model = ImageDiffusionSynthesizer.load(paths.model, device=spec.training.device)
+        model = self.load_synthesizer(spec, paths)
         checkpoint = spec.evaluation.feature_checkpoint
         features = None
         if checkpoint is not None:

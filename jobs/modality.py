@@ -30,9 +30,13 @@ from jobs.shards import (
     sample_rows,
     start_staging,
 )
+from synth.atomic import atomic_write_bytes
 from synth.config import JobSpec
 from synth.data.split import min_rows_for_split
 from synth.device import pick_device
+from synth.hashing import file_sha256
+from synth.synthesizer import Shard, Synthesizer
+from synth.training import is_main_process, wait_for_everyone
 
 
 @dataclass(frozen=True)
@@ -114,8 +118,8 @@ SHARD_LOCK = threading.Lock()
 
 
 class JobSteps:
-    """The steps both modalities share. Subclasses supply `read`, `load`, `split`, `train`,
-    `sample_shard`, `export` and the hooks below."""
+    """The steps both modalities share. Subclasses supply `read`, `load`, `split`, `export`
+    and the hooks below."""
 
     name: ClassVar[str]
     unit: ClassVar[str]
@@ -124,6 +128,29 @@ class JobSteps:
     cuda_shard_rows: ClassVar[int]
 
     # ---- hooks --------------------------------------------------------------------------
+    model_file: ClassVar[str]
+    """The weights folder under `model/` whose hash names the trained model."""
+
+    def new_synthesizer(self, spec: JobSpec, source: LoadedSource) -> Synthesizer:
+        """An unfitted synthesizer configured by the spec."""
+        raise NotImplementedError
+
+    def load_synthesizer(self, spec: JobSpec, paths: JobPaths) -> Synthesizer:
+        """The trained synthesizer in `paths.model`."""
+        raise NotImplementedError
+
+    def training_data(self, spec: JobSpec, source: LoadedSource, split_path: Path) -> Any:
+        """The real training records, as the synthesizer's `fit` takes them."""
+        raise NotImplementedError
+
+    def sample_options(self, spec: JobSpec) -> dict[str, Any]:
+        """Extra arguments of the synthesizer's `sample_shard`."""
+        return {}
+
+    def shard_bytes(self, shard: Shard, synthesizer: Synthesizer) -> bytes:
+        """One drawn shard as the bytes of its staged file."""
+        raise NotImplementedError
+
     def staged_count(self, path: Path) -> int:
         """Records in one staged shard file."""
         raise NotImplementedError
@@ -156,6 +183,25 @@ class JobSteps:
         s = spec.split
         return min_rows_for_split(s.holdout_fraction, s.min_train_rows, s.min_holdout_rows)
 
+    # ---- train --------------------------------------------------------------------------
+    def train(
+        self,
+        spec: JobSpec,
+        paths: JobPaths,
+        source: LoadedSource,
+        split_path: Path,
+        progress: bool = True,
+    ) -> str:
+        """Fit the synthesizer (resuming from `model/` if a checkpoint is there). Returns the
+        model's hash."""
+        synthesizer = self.new_synthesizer(spec, source)
+        train = self.training_data(spec, source, split_path)
+        synthesizer.fit(train, checkpoint_dir=paths.model, progress=progress)
+        if is_main_process():  # under `accelerate launch`, one process writes the model
+            synthesizer.save(paths.model)
+        wait_for_everyone()
+        return file_sha256(paths.model / self.model_file)
+
     # ---- sample -------------------------------------------------------------------------
     def plan_shards(self, spec: JobSpec, n_train: int) -> list[ShardPlan]:
         return plan_shards(
@@ -169,6 +215,25 @@ class JobSteps:
     def start_staging(self, paths: JobPaths) -> Path:
         return start_staging(paths)
 
+    def sample_shard(self, spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
+        """Draw one shard with the trained model and stage it under a temp name, then rename
+        it into place: a retried or killed task never leaves half a file."""
+        synthesizer = self.load_synthesizer(spec, paths)
+        s = spec.sampling
+        with SHARD_LOCK:
+            shard = synthesizer.sample_shard(
+                plan.rows,
+                plan.conditions,
+                seed=plan.seed,
+                offset=plan.start,
+                num_inference_steps=s.num_inference_steps,
+                scheduler=s.scheduler,
+                guidance_scale=s.guidance_scale,
+                **self.sample_options(spec),
+            )
+        data = self.shard_bytes(shard, synthesizer)
+        return atomic_write_bytes(paths.staging_partial / plan.file_name, data)
+
     def finish_staging(self, paths: JobPaths, plans: list[ShardPlan]) -> int:
         return finish_staging(paths, plans, self.staged_count)
 
@@ -179,7 +244,7 @@ class JobSteps:
         self.start_staging(paths)
         bar = tqdm(plans, desc="sample", unit="shard", disable=not progress or len(plans) < 2)
         for plan in bar:
-            self.sample_shard(spec, paths, plan)  # type: ignore[attr-defined]
+            self.sample_shard(spec, paths, plan)
         return self.finish_staging(paths, plans)
 
     # ---- evaluate -----------------------------------------------------------------------

@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluation.suite import TableInputs
-from jobs.modality import SHARD_LOCK, JobSteps, LoadedSource
+from jobs.modality import JobSteps, LoadedSource
 from jobs.paths import JobPaths
-from jobs.shards import ShardPlan, staged_files
-from synth.atomic import atomic_write_bytes, atomic_write_text
+from jobs.shards import staged_files
+from synth.atomic import atomic_write_text
 from synth.config import JobSpec
 from synth.data.categories import MISSING
 from synth.data.io import check_table, load_table
@@ -25,20 +25,16 @@ from synth.errors import InputDataError
 from synth.export.parquet import to_arrow_table, write_parquet_export
 from synth.hashing import file_sha256
 from synth.labels import draw_labels
+from synth.synthesizer import Shard
 from synth.tabular.synthesizer import (
     CPU_SHARD_ROWS,
     CUDA_SHARD_ROWS,
     TabularDiffusionSynthesizer,
 )
-from synth.training import is_main_process, wait_for_everyone
 
 
 def read_schema(schema_path: Path) -> TableSchema:
     return TableSchema.model_validate_json(Path(schema_path).read_text())
-
-
-def model_hash(model_dir: Path) -> str:
-    return file_sha256(Path(model_dir) / "denoiser")
 
 
 def _head(staging: Path, n: int) -> pd.DataFrame:
@@ -132,52 +128,30 @@ class TableSteps(JobSteps):
         rng = np.random.default_rng(spec.seed)
         draw_labels(sum(conditions.values()), conditions, classes, [1] * len(classes), rng)
 
-    # ---- train --------------------------------------------------------------------------
-    def train(
-        self,
-        spec: JobSpec,
-        paths: JobPaths,
-        source: LoadedSource,
-        split_path: Path,
-        progress: bool = True,
-    ) -> str:
-        """Fit the synthesizer (resuming from `model/` if a checkpoint is there). Returns its
-        hash."""
-        train_df, _ = self.real_frames(spec, source, split_path)
-        synthesizer = TabularDiffusionSynthesizer(
-            read_schema(source.info_path),
-            spec.model,
-            spec.training,
-            seed=spec.seed,
-            device=spec.training.device,
-        )
-        synthesizer.fit(train_df, checkpoint_dir=paths.model, progress=progress)
-        if is_main_process():  # under `accelerate launch`, one process writes the model
-            synthesizer.save(paths.model)
-        wait_for_everyone()
-        return model_hash(paths.model)
+    # ---- train and sample ---------------------------------------------------------------
+    model_file = "denoiser"
 
-    # ---- sample -------------------------------------------------------------------------
-    def sample_shard(self, spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
-        """Draw one shard with the model in `paths.model` and write it under a temp name, then
-        rename it into staging: a retried or killed task never leaves half a file."""
-        synthesizer = TabularDiffusionSynthesizer.load(paths.model, device=spec.training.device)
-        s = spec.sampling
-        with SHARD_LOCK:
-            shard = synthesizer.sample_shard(
-                plan.rows,
-                plan.conditions,
-                seed=plan.seed,
-                offset=plan.start,
-                num_inference_steps=s.num_inference_steps,
-                scheduler=s.scheduler,
-                guidance_scale=s.guidance_scale,
-                id_strategy=spec.export.id_strategy,
-            )
+    def new_synthesizer(self, spec: JobSpec, source: LoadedSource) -> TabularDiffusionSynthesizer:
+        schema = read_schema(source.info_path)
+        device = spec.training.device
+        return TabularDiffusionSynthesizer(
+            schema, spec.model, spec.training, seed=spec.seed, device=device
+        )
+
+    def load_synthesizer(self, spec: JobSpec, paths: JobPaths) -> TabularDiffusionSynthesizer:
+        return TabularDiffusionSynthesizer.load(paths.model, device=spec.training.device)
+
+    def training_data(self, spec: JobSpec, source: LoadedSource, split_path: Path) -> pd.DataFrame:
+        return self.real_frames(spec, source, split_path)[0]
+
+    def sample_options(self, spec: JobSpec) -> dict[str, Any]:
+        return {"id_strategy": spec.export.id_strategy}
+
+    def shard_bytes(self, shard: Shard, synthesizer: TabularDiffusionSynthesizer) -> bytes:
+        """The shard's rows as Parquet, typed like the source."""
         buffer = pa.BufferOutputStream()
         pq.write_table(to_arrow_table(shard.data, synthesizer.schema), buffer)
-        data = buffer.getvalue().to_pybytes()
-        return atomic_write_bytes(paths.staging_partial / plan.file_name, data)
+        return buffer.getvalue().to_pybytes()
 
     def staged_count(self, path: Path) -> int:
         return pq.read_metadata(path).num_rows
