@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -186,22 +186,26 @@ EVALUATION_PARTS: dict[str, Callable[[EvalFrames, TableSchema, int], dict[str, A
 """Independent metric groups, by name. Each is deterministic in (frames, schema, seed)."""
 
 
-def evaluate_part(
-    name: str,
-    train: pd.DataFrame,
-    holdout: pd.DataFrame,
-    synthetic: pd.DataFrame,
+def run_parts(
+    frames: EvalFrames,
     schema: TableSchema,
+    names: Sequence[str],
     *,
     seed: int = 0,
-    max_rows: int = 10_000,
-) -> dict[str, Any] | None:
-    """One metric group on its own, as `evaluate_table` computes it: the same seeded
-    subsample, the same numbers. Returns metric numbers and column names, never data values."""
-    if name not in EVALUATION_PARTS:
-        raise ValueError(f"unknown evaluation part {name!r}; parts: {list(EVALUATION_PARTS)}")
-    frames = prepare_frames(train, holdout, synthetic, schema, seed=seed, max_rows=max_rows)
-    return EVALUATION_PARTS[name](frames, schema, seed)
+    progress: bool = False,
+) -> dict[str, dict[str, Any] | None]:
+    """The named metric groups on prepared frames, in the order given."""
+    unknown = [n for n in names if n not in EVALUATION_PARTS]
+    if unknown:
+        raise ValueError(f"unknown evaluation parts {unknown}; parts: {list(EVALUATION_PARTS)}")
+    parts: dict[str, dict[str, Any] | None] = {}
+    bar = tqdm(total=len(names), desc="evaluate", disable=not progress, leave=False)
+    with bar:
+        for name in names:
+            bar.set_postfix_str(name.replace("_", " "))
+            parts[name] = EVALUATION_PARTS[name](frames, schema, seed)
+            bar.update()
+    return parts
 
 
 def combine_parts(
@@ -214,7 +218,7 @@ def combine_parts(
     override: bool = False,
     override_reason: str | None = None,
 ) -> TableEvaluation:
-    """Assemble the parts' numbers (from `evaluate_part`, in any order) and apply the gate."""
+    """Assemble the parts' numbers (from `run_parts`, in any order) and apply the gate."""
     missing = [name for name in EVALUATION_PARTS if name not in parts]
     if missing:
         raise ValueError(f"evaluation parts missing: {missing}")
@@ -288,13 +292,7 @@ def evaluate_table(
     TSTR gap measures quality and not training-set size.
     """
     frames = prepare_frames(train, holdout, synthetic, schema, seed=seed, max_rows=max_rows)
-    parts: dict[str, dict[str, Any] | None] = {}
-    bar = tqdm(total=len(EVALUATION_PARTS), desc="evaluate", disable=not progress, leave=False)
-    with bar:
-        for name, part in EVALUATION_PARTS.items():
-            bar.set_postfix_str(name.replace("_", " "))
-            parts[name] = part(frames, schema, seed)
-            bar.update()
+    parts = run_parts(frames, schema, list(EVALUATION_PARTS), seed=seed, progress=progress)
     return combine_parts(
         parts,
         frames.sizes,
