@@ -28,9 +28,12 @@ def draw_labels(
         codes: list[int] = []
         for label, count in conditions.items():
             k = lookup.get(category_key(label))
-            if k is None:
-                shown = [c for c in classes if c != MISSING]
-                raise InputDataError(f"condition label {label!r} is not a class; classes: {shown}")
+            if k is None:  # the classes are data values: counted, never listed
+                n_classes = sum(1 for c in classes if c != MISSING)
+                raise InputDataError(
+                    f"condition label {label!r} is not one of the target's {n_classes} "
+                    "classes: use a label that occurs in the training data"
+                )
             codes += [k] * int(count)
         labels = np.array(codes, dtype=np.int64)
         rng.shuffle(labels)
