@@ -31,8 +31,8 @@ def draw_labels(
             if k is None:  # the classes are data values: counted, never listed
                 n_classes = sum(1 for c in classes if c != MISSING)
                 raise InputDataError(
-                    f"condition label {label!r} is not one of the target's {n_classes} "
-                    "classes: use a label that occurs in the training data"
+                    f"condition label {label!r} is not a class of the target ({n_classes} "
+                    "classes): use a label that occurs in the training data"
                 )
             codes += [k] * int(count)
         labels = np.array(codes, dtype=np.int64)

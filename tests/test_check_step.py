@@ -88,7 +88,7 @@ def test_image_conditions_name_classes(forty_digits, tmp_path):
             "export.out": str(tmp_path / "out"),
         },
     )
-    with pytest.raises(InputDataError, match="condition label 'eleven' is not one of") as err:
+    with pytest.raises(InputDataError, match="condition label 'eleven' is not a class") as err:
         preflight(spec)
     assert "'3'" not in str(err.value)  # the classes are data: counted, never listed
     unconditional = spec.model_copy(
@@ -103,7 +103,10 @@ def test_image_conditions_name_classes(forty_digits, tmp_path):
     ("overrides", "message"),
     [
         ({"sampling.rows": 2}, "synthetic has 2 rows; the detection check needs at least 3"),
-        ({"sampling.conditions": {"Yes": 5, "Maybe": 5}}, "'Maybe' is not one of the target's 2"),
+        (
+            {"sampling.conditions": {"Yes": 5, "Maybe": 5}},
+            "'Maybe' is not a class of the target \\(2 classes\\)",
+        ),
         (
             {"sampling.conditions": {"Yes": 5}, "model.conditional": False},
             "conditions need a categorical target that the model was conditioned on",
