@@ -6,7 +6,6 @@ import shutil
 from typing import Any
 
 from jobs.paths import JobPaths
-from synth.errors import GateFailedError
 
 
 def gate(report: dict[str, Any], paths: JobPaths) -> list[str]:
@@ -23,10 +22,3 @@ def gate(report: dict[str, Any], paths: JobPaths) -> list[str]:
 
 def gate_message(failures: list[str]) -> str:
     return "gate failed, export blocked: " + "; ".join(failures)
-
-
-def enforce_gate(report: dict[str, Any], paths: JobPaths) -> None:
-    """`gate`, raising GateFailedError: for callers without an orchestrator."""
-    failures = gate(report, paths)
-    if failures:
-        raise GateFailedError(gate_message(failures))
