@@ -105,6 +105,21 @@ class SamplingSpec(_Strict):
     """Requested counts per target label, e.g. {"Yes": 500, "No": 1500}."""
 
 
+class PrivacySpec(_Strict):
+    """Privacy by construction: what the model may learn from the training rows at all."""
+
+    rare_category_min_rows: int = Field(5, ge=1)
+    """`k`: a categorical value held by fewer than `k` training rows is never emitted (it is
+    grouped into `rare_category_label`); numeric and datetime bounds are the `k`-th smallest
+    and largest training values; each stored quantile knot averages at least `k` rows; image
+    classes with fewer than `k` training images are not sampled. 1 turns protection off.
+    Default 5, as MOSTLY AI's rare-category protection (5 plus up to 3 of random noise)."""
+    rare_category_label: str = Field("_RARE_", min_length=1)
+    """The one category the grouped rare values of a text column become. Rare values of a
+    numeric or boolean categorical column become a missing value instead (the column's type
+    has no room for a label)."""
+
+
 class Thresholds(_Strict):
     """Gate thresholds. Each names the direction it bounds."""
 
@@ -194,6 +209,7 @@ class JobSpec(_Strict):
     image_model: ImageModelSpec = Field(default_factory=ImageModelSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
+    privacy: PrivacySpec = Field(default_factory=PrivacySpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
