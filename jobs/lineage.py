@@ -40,4 +40,6 @@ def lineage_for(spec: JobSpec, data_hash: str, split_path: Path, model_hash: str
             for name, o in spec.source.columns.items()
         },
         evaluation_max_rows=spec.evaluation.max_rows,
+        rare_category_min_rows=spec.privacy.rare_category_min_rows,
+        rare_category_label=spec.privacy.rare_category_label,
     ).to_dict()

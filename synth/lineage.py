@@ -76,6 +76,10 @@ class Lineage(BaseModel):
     # `synth validate --real` needs to measure the export as the job did.
     columns: dict[str, dict[str, Any]] = {}
     evaluation_max_rows: int | None = None
+    # Rare-value protection the model was trained under (`privacy` in the spec): `k` = 1 means
+    # protection was turned off; None, an export made before protection existed.
+    rare_category_min_rows: int | None = None
+    rare_category_label: str | None = None
 
     @classmethod
     def create(
