@@ -138,7 +138,9 @@ class ImageSteps(JobSteps):
         return part(tr), part(ho)
 
     # ---- check --------------------------------------------------------------------------
-    def check_settings(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> None:
+    def check_settings(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path
+    ) -> None:
         """Label counts name classes of a conditional model; the feature checkpoint loads and
         fits the images; the export format can hold them."""
         info = read_info(source.info_path)

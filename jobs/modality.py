@@ -161,7 +161,9 @@ class JobSteps:
         """Real train and holdout, the staged synthetic head, for the evaluation entry."""
         raise NotImplementedError
 
-    def check_settings(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> None:
+    def check_settings(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path
+    ) -> None:
         """Modality-specific settings that would fail after training."""
 
     # ---- check --------------------------------------------------------------------------
@@ -177,7 +179,7 @@ class JobSteps:
             n_holdout=n_holdout,
             n_synthetic=min(n_synthetic, spec.evaluation.max_rows),
         )
-        self.check_settings(spec, paths, source)
+        self.check_settings(spec, paths, source, split_path)
 
     def min_records(self, spec: JobSpec) -> int:
         s = spec.split

@@ -17,7 +17,6 @@ from jobs.paths import JobPaths
 from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
 from synth.config import JobSpec
-from synth.data.categories import MISSING
 from synth.data.io import check_table, load_table
 from synth.data.schema import TableSchema, infer_schema
 from synth.data.split import load_split, save_split, split_indices
@@ -26,6 +25,7 @@ from synth.export.parquet import to_arrow_table, write_parquet_export
 from synth.hashing import file_sha256
 from synth.labels import draw_labels
 from synth.synthesizer import Shard
+from synth.tabular.encoders import TableEncoder
 from synth.tabular.synthesizer import (
     CPU_SHARD_ROWS,
     CUDA_SHARD_ROWS,
@@ -60,7 +60,10 @@ class TableSteps(JobSteps):
         """Read and check the protected table, and describe it. Raises one-line errors."""
         df = load_table(spec.source.path, spec.source.format)
         check_table(df, spec.source.target, self.min_records(spec))
-        schema = infer_schema(df, spec.source.target, spec.source.columns)
+        # Kinds and types from the whole table; the values the model may emit (categories,
+        # bounds, quantiles) are learned from the training split only, when it trains.
+        columns = spec.source.columns
+        schema = infer_schema(df, spec.source.target, columns).structure(columns)
         if not schema.modelled:
             raise InputDataError(
                 "no column can be modelled (all are IDs or constants): override a column's "
@@ -113,18 +116,29 @@ class TableSteps(JobSteps):
         return train, df.iloc[holdout_idx].reset_index(drop=True)
 
     # ---- check --------------------------------------------------------------------------
-    def check_settings(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> None:
-        """Requested label counts must name classes of a target the model conditions on."""
+    def check_settings(
+        self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path
+    ) -> None:
+        """The training split is large enough for rare-value protection, and requested label
+        counts name classes the model will know: classes of its training rows held by at least
+        `k` of them (rarer ones are protected, never sampled)."""
+        schema = read_schema(source.info_path)
+        train = self.training_data(spec, source, split_path)
+        encoder = TableEncoder(
+            schema,
+            spec.model.conditional,
+            spec.seed,
+            min_rows=spec.privacy.rare_category_min_rows,
+            rare_label=spec.privacy.rare_category_label,
+        ).fit(train)
         conditions = spec.sampling.conditions
         if not conditions:
             return
-        schema = read_schema(source.info_path)
-        target = schema.column(schema.target) if schema.target else None
-        if not (spec.model.conditional and target is not None and target.kind == "categorical"):
+        if not encoder.conditional:
             raise InputDataError(
                 "conditions need a categorical target that the model was conditioned on"
             )
-        classes = list(target.categories or []) + ([MISSING] if target.nullable else [])
+        classes = encoder.target_classes_
         rng = np.random.default_rng(spec.seed)
         draw_labels(sum(conditions.values()), conditions, classes, [1] * len(classes), rng)
 
@@ -135,7 +149,7 @@ class TableSteps(JobSteps):
         schema = read_schema(source.info_path)
         device = spec.training.device
         return TabularDiffusionSynthesizer(
-            schema, spec.model, spec.training, seed=spec.seed, device=device
+            schema, spec.model, spec.training, seed=spec.seed, device=device, privacy=spec.privacy
         )
 
     def load_synthesizer(self, spec: JobSpec, paths: JobPaths) -> TabularDiffusionSynthesizer:

@@ -120,6 +120,24 @@ def test_timezone_and_int_categories():
     assert str(table.schema.field("small").type) == "int32"
 
 
+def test_dictionary_holds_only_the_values_rows_use(tmp_path):
+    """A category the schema lists but no exported row holds (one seen only in the holdout,
+    say) must not reach the file's dictionary, where any reader would see it."""
+    real = pd.DataFrame({"city": pd.Categorical(["Oslo", "Lima", "Oslo", "Holdout-only-town"])})
+    synthetic = pd.DataFrame({"city": pd.Categorical(["Lima", "Oslo", "Oslo", None] * 5)})
+    schema = infer_schema(real)
+    assert "Holdout-only-town" in schema.column("city").categories
+    files = write_parquet_export(
+        [synthetic.iloc[:8], synthetic.iloc[8:]], tmp_path / "x", schema, META
+    )
+    for f in files:
+        assert b"Holdout-only-town" not in f.read_bytes()
+    back = duckdb.sql(f"SELECT DISTINCT city FROM '{tmp_path / 'x'}/*.parquet'").fetchall()
+    assert {c for (c,) in back} == {"Lima", "Oslo", None}
+    dictionary = pq.read_table(files[0]).column("city").chunk(0).dictionary.to_pylist()
+    assert sorted(dictionary) == ["Lima", "Oslo"]
+
+
 def test_metadata_readable_by_pyarrow_and_duckdb(tmp_path, source, schema):
     out = tmp_path / "export"
     write_parquet_export([source], out, schema, META)
@@ -186,7 +204,8 @@ def test_lineage_writes_its_keys_in_order_and_reads_older_records():
     assert list(lineage.to_dict()) == [
         "lineage_version", "created_at", "spec_hash", "data_hash", "model_hash", "seed",
         "split", "packages", "job", "modality", "target", "gate_override",
-        "gate_override_reason", "columns", "evaluation_max_rows",
+        "gate_override_reason", "columns", "evaluation_max_rows", "rare_category_min_rows",
+        "rare_category_label",
     ]  # fmt: skip
     assert Lineage.read(lineage.to_dict()) == lineage
     older = Lineage.read({"seed": 7, "data_hash": "e" * 64, "source": {"target": "churn"}})

@@ -43,7 +43,8 @@ def test_churn_id_and_categoricals(churn_schema):
 def test_churn_numerics(churn, churn_schema):
     tenure = churn_schema.column("tenure")
     assert (tenure.kind, tenure.integer, tenure.nullable) == ("numeric", True, False)
-    assert (tenure.min, tenure.max) == (0.0, 72.0)
+    # bounds are never inferred: the table's min and max are two people's values
+    assert (tenure.min, tenure.max) == (None, None)
 
     monthly = churn_schema.column("monthly_charges")
     assert (monthly.kind, monthly.integer, monthly.nullable) == ("numeric", False, False)
@@ -51,8 +52,7 @@ def test_churn_numerics(churn, churn_schema):
     total = churn_schema.column("total_charges")
     assert churn["total_charges"].isna().sum() == 11
     assert (total.kind, total.integer, total.nullable) == ("numeric", False, True)
-    assert total.min == pytest.approx(churn["total_charges"].min())
-    assert total.max == pytest.approx(churn["total_charges"].max())
+    assert (total.min, total.max) == (None, None)
 
 
 def test_schema_json_round_trip(churn_schema):
@@ -84,21 +84,20 @@ def test_booleans_and_pandas_category():
 
 @pytest.mark.parametrize("unit", ["ns", "us", "s"])
 def test_datetime64_column(unit):
-    """Bounds are nanoseconds since the epoch whatever the source unit (Parquet gives `us`)."""
+    """Any source unit (Parquet gives `us`) is a datetime column, with no inferred bounds."""
     rng = np.random.default_rng(1)
     ts = pd.Timestamp("2015-06-01") + pd.to_timedelta(rng.integers(0, 10**8, 120), unit="s")
     df = pd.DataFrame({"when": pd.Series(ts).astype(f"datetime64[{unit}]")})
     spec = infer_schema(df).column("when")
     assert spec.kind == "datetime"
-    assert spec.min == _ns(ts.min())
-    assert spec.max == _ns(ts.max())
+    assert (spec.min, spec.max) == (None, None)
 
 
 def test_timezone_aware_datetimes_use_utc():
     ts = pd.Series(pd.date_range("2021-01-01", periods=50, freq="7h", tz="Europe/Paris"))
     spec = infer_schema(pd.DataFrame({"when": ts})).column("when")
     assert spec.kind == "datetime"
-    assert spec.min == _ns(ts.min().tz_convert("UTC").tz_localize(None))
+    assert (spec.min, spec.max) == (None, None)
 
 
 def test_iso_strings_in_object_column_are_datetimes():
@@ -109,8 +108,7 @@ def test_iso_strings_in_object_column_are_datetimes():
     spec = infer_schema(pd.DataFrame({"day": iso})).column("day")
     assert spec.kind == "datetime"
     assert spec.dtype == "object"
-    assert spec.min == _ns(ts.min())
-    assert spec.max == _ns(ts.max())
+    assert (spec.min, spec.max) == (None, None)
 
 
 def test_constant_column(churn):
@@ -175,7 +173,7 @@ def test_override_categorical_flag_to_numeric(churn):
     spec = infer_schema(churn, overrides={"female": ColumnOverride(kind="numeric")}).column(
         "female"
     )
-    assert (spec.kind, spec.integer, spec.min, spec.max) == ("numeric", True, 0.0, 1.0)
+    assert (spec.kind, spec.integer, spec.min, spec.max) == ("numeric", True, None, None)
     assert spec.categories is None
 
 
@@ -190,7 +188,7 @@ def test_override_bounds_and_integer(churn):
     total = schema.column("total_charges")
     assert total.integer is True
     assert total.nullable is True
-    assert total.min == pytest.approx(18.8)
+    assert total.min is None  # not declared, so not inferred
 
 
 def test_override_string_to_numeric_is_rejected(churn):
@@ -206,3 +204,15 @@ def test_override_unknown_column(churn):
 def test_override_rejects_unknown_fields():
     with pytest.raises(ValueError, match="categories"):
         ColumnOverride.model_validate({"categories": ["a"]})
+
+
+def test_structure_keeps_kinds_and_declared_bounds_only(churn):
+    overrides = {"monthly_charges": ColumnOverride(min=0.0, max=200.0)}
+    schema = infer_schema(churn, target="churn", overrides=overrides)
+    bare = schema.structure(overrides)
+    assert [c.kind for c in bare.columns] == [c.kind for c in schema.columns]
+    assert bare.target == "churn"
+    assert all(c.categories is None for c in bare.columns)
+    assert schema.column("contract").categories  # inference still describes them
+    assert (bare.column("monthly_charges").min, bare.column("monthly_charges").max) == (0, 200)
+    assert "Month-to-month" not in bare.model_dump_json()

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from synth.data.parsing import epoch_ns, parse_numbers
 from synth.errors import InputDataError
 
 ColumnKind = Literal["numeric", "categorical", "datetime", "id", "constant"]
@@ -36,7 +37,10 @@ class ColumnSpec(BaseModel):
     nullable: bool = False
     integer: bool = False
     min: float | None = None
+    """A lower bound the user declared (`source.columns`); never inferred from the rows, where
+    it would be one person's value. The model learns protected bounds from training rows."""
     max: float | None = None
+    """An upper bound the user declared; see `min`."""
     categories: list[Scalar] | None = None
     constant_value: Scalar | None = None
 
@@ -85,6 +89,21 @@ class TableSchema(BaseModel):
     def target_kind(self) -> ColumnKind | None:
         return self.column(self.target).kind if self.target else None
 
+    def structure(self, overrides: dict[str, ColumnOverride] | None = None) -> TableSchema:
+        """This schema without the values inference read from the rows: no category lists, and
+        bounds only where the user declared them (`overrides`). What a job stores and trains
+        from, so the values the model may emit are learned from the training split alone."""
+        overrides = overrides or {}
+        columns = []
+        for c in self.columns:
+            declared = overrides.get(c.name)
+            bounds = {
+                "min": declared.min if declared else None,
+                "max": declared.max if declared else None,
+            }
+            columns.append(c.model_copy(update={"categories": None, **bounds}))
+        return TableSchema(columns=columns, target=self.target)
+
 
 def _to_scalar(value: Any) -> Scalar:
     """numpy/pandas scalars -> plain JSON-able Python scalars."""
@@ -110,12 +129,9 @@ def _looks_like_datetime(values: pd.Series) -> bool:
 
 def _epoch_ns(values: pd.Series) -> pd.Series:
     """Datetimes (or date strings) -> int64 nanoseconds since the epoch, UTC, whatever the
-    source unit (datetime64[us] from Parquet...): the encoder works in nanoseconds."""
-    if not pd.api.types.is_datetime64_any_dtype(values):
-        values = pd.to_datetime(values, format="mixed")
-    if getattr(values.dt, "tz", None) is not None:
-        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
-    return values.astype("datetime64[ns]").astype("int64")
+    source unit (datetime64[us] from Parquet...): the encoder works in nanoseconds. A bad
+    value raises an error naming the column (the Series' name) and row, never the value."""
+    return epoch_ns(values, str(values.name))
 
 
 def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
@@ -134,8 +150,7 @@ def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
     if pd.api.types.is_bool_dtype(s) or isinstance(s.dtype, pd.CategoricalDtype):
         return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
     if pd.api.types.is_datetime64_any_dtype(s):
-        ns = _epoch_ns(present)
-        return ColumnSpec(**base, kind="datetime", min=float(ns.min()), max=float(ns.max()))
+        return ColumnSpec(**base, kind="datetime")
     if pd.api.types.is_numeric_dtype(s):
         integral = bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
         is_unique = n_unique == len(s) and len(s) >= MIN_ROWS_FOR_ID
@@ -143,19 +158,13 @@ def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
             return ColumnSpec(**base, kind="id", integer=True)
         if integral and n_unique <= MAX_INTEGER_CATEGORIES:
             return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
-        return ColumnSpec(
-            **base,
-            kind="numeric",
-            integer=integral,
-            min=float(present.min()),
-            max=float(present.max()),
-        )
+        return ColumnSpec(**base, kind="numeric", integer=integral)
     # strings / objects
     if n_unique <= MAX_STRING_CATEGORIES and n_unique < len(present):
         return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
     if _looks_like_datetime(present):
-        ns = _epoch_ns(present)
-        return ColumnSpec(**base, kind="datetime", min=float(ns.min()), max=float(ns.max()))
+        _epoch_ns(present)  # every value must parse, or the column is not a date column
+        return ColumnSpec(**base, kind="datetime")
     return ColumnSpec(**base, kind="id")
 
 
@@ -202,19 +211,14 @@ def _apply_override(spec: ColumnSpec, o: ColumnOverride, s: pd.Series) -> Column
         if kind == "categorical":
             data["categories"] = _sorted_categories(present)
         elif kind == "numeric":
-            values = pd.to_numeric(present, errors="coerce")
-            if values.isna().any():
-                raise InputDataError(
-                    f"column {spec.name!r} cannot be numeric: it holds non-numeric values"
-                )
-            data.update(
-                min=float(values.min()),
-                max=float(values.max()),
-                integer=bool(np.all(np.mod(values, 1) == 0)),
-            )
+            values = parse_numbers(
+                present,
+                spec.name,
+                fix=f"fix or blank that cell, or drop the override source.columns.{spec.name}",
+            ).astype(float)
+            data["integer"] = bool(np.all(np.mod(values, 1) == 0))
         elif kind == "datetime":
-            ns = _epoch_ns(present)
-            data.update(min=float(ns.min()), max=float(ns.max()))
+            _epoch_ns(present)  # every value must parse
         elif kind == "constant":
             data["constant_value"] = _to_scalar(present.iloc[0])
     for field in ("integer", "min", "max"):

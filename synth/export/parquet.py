@@ -146,13 +146,15 @@ def _value_type(categories: list[Any]) -> pa.DataType:
 
 
 def _dictionary(s: pd.Series, spec: ColumnSpec) -> pa.Array:
-    """pandas `category` -> dictionary<int32, values>, with the schema's categories first so
-    every shard shares one dictionary order."""
+    """pandas `category` -> dictionary<int32, values> holding only the values the rows use
+    (in the schema's order where it lists them): a category no synthetic row holds, such as
+    one seen only in the holdout, never reaches the file."""
     values = s.astype(object)
-    categories: list[Any] = list(spec.categories or [])
-    seen = set(categories)
-    extra = [v for v in pd.unique(values.dropna()) if v not in seen]
-    categories += extra
+    used = list(pd.unique(values.dropna()))
+    in_use = set(used)
+    categories: list[Any] = [c for c in spec.categories or [] if c in in_use]
+    listed = set(categories)
+    categories += [v for v in used if v not in listed]
     value_type = _value_type(categories)
     if value_type == pa.string():
         categories = list(dict.fromkeys(str(c) for c in categories))

@@ -4,6 +4,15 @@
   binary indicator that is diffused as a categorical, so missingness is modelled, not imputed;
 - categorical columns -> integer codes (missing is its own code);
 - a categorical target used for conditioning -> a separate label vector `y`.
+
+Everything is learned from the training rows passed to `fit`, under rare-value protection
+with `k = min_rows` (see `synth.config.PrivacySpec`), so the fitted state, which is saved
+with the model, holds no single person's value:
+- a category held by fewer than `k` training rows is grouped into `rare_label` (text columns)
+  or into a missing value (numeric and boolean columns): it is never emitted;
+- decoded numbers are clipped to the `k`-th smallest and largest training values;
+- each quantile knot is the mean of a block of at least `k` sorted training values, and the
+  fill value of a missing number is the mean of the middle `k` values.
 """
 
 from __future__ import annotations
@@ -18,9 +27,10 @@ import pandas as pd
 from scipy import special, stats
 from sklearn.preprocessing import QuantileTransformer
 
-from synth.data.categories import MISSING, category_key, is_missing
+from synth.data.categories import MISSING, category_key, category_keys
+from synth.data.parsing import epoch_ns, locate, parse_numbers
 from synth.data.schema import ColumnSpec, Scalar, TableSchema
-from synth.errors import NotFittedError
+from synth.errors import BadValueError, InputDataError, NotFittedError
 
 # QuantileTransformer clips its normal output to +-ppf(1 - 1e-7); the column's min and max land
 # there. Stored as float32, that z rounds toward zero, which decoded the min and max slightly
@@ -28,6 +38,7 @@ from synth.errors import NotFittedError
 _PARALLEL_ROWS = 100_000  # below this, threads cost more than they save
 _BOUNDS_THRESHOLD = 1e-7  # sklearn.preprocessing's, for the inverse transform's edges
 _Z_EDGE = float(np.float32(stats.norm.ppf(1 - (_BOUNDS_THRESHOLD - np.spacing(1)))))
+MAX_KNOTS = 1000  # as many as sklearn's QuantileTransformer keeps by default
 
 
 @dataclass
@@ -38,23 +49,28 @@ class EncodedTable:
 
 
 def _as_float(spec: ColumnSpec, s: pd.Series) -> np.ndarray:
+    """A bad value raises an error naming the column and row, never the value."""
     if spec.kind == "datetime":
-        ts = pd.to_datetime(s, format="mixed") if not pd.api.types.is_datetime64_any_dtype(s) else s
-        if getattr(ts.dt, "tz", None) is not None:
-            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
-        out = ts.astype("datetime64[ns]").astype("int64").astype(float)
-        out[ts.isna().to_numpy()] = np.nan
-        return out.to_numpy()
-    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+        return epoch_ns(s, spec.name).to_numpy(dtype=float)
+    return parse_numbers(s, spec.name).to_numpy(dtype=float, na_value=np.nan)
 
 
 class TableEncoder:
     """scikit-learn style: `fit` learns, learned state ends in `_`, `inverse_transform` decodes."""
 
-    def __init__(self, schema: TableSchema, condition_on_target: bool = True, seed: int = 0):
+    def __init__(
+        self,
+        schema: TableSchema,
+        condition_on_target: bool = True,
+        seed: int = 0,
+        min_rows: int = 5,
+        rare_label: str = "_RARE_",
+    ):
         self.schema = schema
         self.condition_on_target = condition_on_target
         self.seed = seed
+        self.min_rows = min_rows
+        self.rare_label = rare_label
 
     # ---- layout -------------------------------------------------------------------------
     @property
@@ -70,6 +86,13 @@ class TableEncoder:
             raise NotFittedError("TableEncoder is not fitted yet: call fit(table) first")
 
     def fit(self, df: pd.DataFrame) -> TableEncoder:
+        """Learn categories, bounds and quantiles from the training rows `df` only."""
+        k = self.min_rows
+        if len(df) < 2 * k:
+            raise InputDataError(
+                f"the training split has {len(df)} rows; rare-value protection with "
+                f"privacy.rare_category_min_rows={k} needs at least {2 * k}"
+            )
         target = self.schema.target if self.conditional else None
         self.num_columns_: list[str] = [
             c.name for c in self.schema.of_kind("numeric", "datetime") if c.name != target
@@ -77,30 +100,38 @@ class TableEncoder:
         self.cat_columns_: list[str] = [
             c.name for c in self.schema.of_kind("categorical") if c.name != target
         ]
-        self.null_indicator_columns_: list[str] = [
-            n for n in self.num_columns_ if self.schema.column(n).nullable
-        ]
-        self.categories_: dict[str, list[Any]] = {
-            name: _distinct(self.schema.column(name)) for name in self.cat_columns_
-        }
-        self.target_classes_: list[Scalar] = _distinct(self.schema.column(target)) if target else []
+        self.categories_: dict[str, list[Any]] = {}
+        self.rare_grouped_: dict[str, int] = {}
+        for name in [*self.cat_columns_, *([target] if target else [])]:
+            categories, grouped = _protected_categories(
+                df[name], self.schema.column(name), k, self.rare_label
+            )
+            self.categories_[name] = categories
+            if grouped:
+                self.rare_grouped_[name] = grouped
+        self.target_classes_: list[Scalar] = self.categories_.pop(target) if target else []
 
+        values = {n: _as_float(self.schema.column(n), df[n]) for n in self.num_columns_}
+        self.null_indicator_columns_: list[str] = [
+            n for n in self.num_columns_ if np.isnan(values[n]).any()
+        ]
+        self.bounds_: dict[str, tuple[float, float]] = {}
         self.fill_values_: dict[str, float] = {}
         nums = []
         for name in self.num_columns_:
-            values = _as_float(self.schema.column(name), df[name])
-            fill = float(np.nanmedian(values))
-            self.fill_values_[name] = fill
-            nums.append(np.where(np.isnan(values), fill, values))
+            present = np.sort(values[name][~np.isnan(values[name])])
+            if len(present) < 2 * k:
+                raise InputDataError(
+                    f"column {name!r} has {len(present)} values in the training split; "
+                    f"rare-value protection (k={k}) needs at least {2 * k}: fill it, or make "
+                    "it categorical"
+                )
+            self.bounds_[name] = _protected_bounds(present, self.schema.column(name), k)
+            self.fill_values_[name] = float(_middle(present, k).mean())
+            nums.append(np.where(np.isnan(values[name]), self.fill_values_[name], values[name]))
         self.quantile_: QuantileTransformer | None = None
         if nums:
-            x = np.stack(nums, axis=1)
-            self.quantile_ = QuantileTransformer(
-                n_quantiles=max(10, min(1000, len(df))),
-                output_distribution="normal",
-                subsample=1_000_000_000,
-                random_state=self.seed,
-            ).fit(x)
+            self.quantile_ = _block_quantiles(np.stack(nums, axis=1), k)
         return self
 
     @property
@@ -118,12 +149,23 @@ class TableEncoder:
 
     # ---- encode / decode ----------------------------------------------------------------
     def _codes(self, values: pd.Series, categories: list[Any], name: str) -> np.ndarray:
+        """Codes of `values`; a value that was rare in fit (or is unseen) takes the protected
+        category's code, the rare label's or the missing value's."""
         lookup = {category_key(c): i for i, c in enumerate(categories)}
-        keys = [category_key(v) for v in values]
-        unknown = {k for k in keys if k not in lookup}
-        if unknown:
-            raise ValueError(f"column {name!r} holds {len(unknown)} categories unseen in fit")
-        return np.fromiter((lookup[k] for k in keys), dtype=np.int64, count=len(keys))
+        keys = category_keys(values).fillna(MISSING)
+        unknown = ~keys.isin(list(lookup))
+        if unknown.any():
+            protected = next(
+                (p for p in (category_key(self.rare_label), MISSING) if p in lookup), None
+            )
+            if protected is None or name not in self.rare_grouped_:
+                first = int(np.flatnonzero(unknown.to_numpy())[0])
+                raise BadValueError(
+                    f"{locate(name, keys, first)}: expected a category seen in fit "
+                    f"({keys[unknown].nunique()} unseen): fit on data that holds it"
+                )
+            keys = keys.where(~unknown, protected)
+        return keys.map(lookup).to_numpy(dtype=np.int64)
 
     def transform(self, df: pd.DataFrame) -> EncodedTable:
         self._check_fitted()
@@ -156,9 +198,7 @@ class TableEncoder:
             x = _inverse_quantiles(self.quantile_, z)
             for j, name in enumerate(self.num_columns_):
                 spec = self.schema.column(name)
-                col = x[:, j]
-                if spec.min is not None and spec.max is not None:
-                    col = np.clip(col, spec.min, spec.max)
+                col = np.clip(x[:, j], *self.bounds_[name])
                 if spec.integer or spec.kind == "datetime":
                     col = np.round(col)
                 if name in self.null_indicator_columns_:
@@ -182,6 +222,10 @@ class TableEncoder:
         return {
             "condition_on_target": self.condition_on_target,
             "seed": self.seed,
+            "min_rows": self.min_rows,
+            "rare_label": self.rare_label,
+            "rare_grouped": self.rare_grouped_,
+            "bounds": {name: list(b) for name, b in self.bounds_.items()},
             "num_columns": self.num_columns_,
             "cat_columns": self.cat_columns_,
             "null_indicator_columns": self.null_indicator_columns_,
@@ -194,7 +238,15 @@ class TableEncoder:
 
     @classmethod
     def from_state_dict(cls, schema: TableSchema, state: dict[str, Any]) -> TableEncoder:
-        enc = cls(schema, state["condition_on_target"], state["seed"])
+        enc = cls(
+            schema,
+            state["condition_on_target"],
+            state["seed"],
+            state["min_rows"],
+            state["rare_label"],
+        )
+        enc.rare_grouped_ = state["rare_grouped"]
+        enc.bounds_ = {name: (lo, hi) for name, (lo, hi) in state["bounds"].items()}
         enc.num_columns_ = state["num_columns"]
         enc.cat_columns_ = state["cat_columns"]
         enc.null_indicator_columns_ = state["null_indicator_columns"]
@@ -212,17 +264,83 @@ class TableEncoder:
         return enc
 
 
-def _distinct(spec: ColumnSpec) -> list[Any]:
-    """The column's categories, one per `category_key` (the first wins), then `MISSING` when
-    the column is nullable: every category fitted is one that encoding can look up, so the
-    model never learns, or emits, a category no value maps to."""
-    out: dict[str, Any] = {}
-    for c in spec.categories or []:
-        if not is_missing(c):
-            out.setdefault(category_key(c), c)
-    if spec.nullable:
-        out.setdefault(MISSING, MISSING)
-    return list(out.values())
+def _protected_categories(
+    values: pd.Series, spec: ColumnSpec, k: int, rare_label: str
+) -> tuple[list[Any], int]:
+    """The column's categories as the training rows hold them, one per `category_key` (the
+    first value seen wins), sorted, then the protected category, then `MISSING` when the
+    column has missing values (or grouped rare values into one). Values held by fewer than
+    `k` rows are grouped: returns (categories, how many distinct values were grouped)."""
+    keys = category_keys(values)
+    counts = keys.value_counts(dropna=True)
+    common = set(counts.index[counts >= k])
+    firsts = keys.dropna().drop_duplicates()  # each key's first row, in row order
+    raw = pd.Series(values).to_numpy(dtype=object)
+    first: dict[str, Any] = {
+        key: _plain(raw[pos])
+        for key, pos in zip(firsts, keys.index.get_indexer(firsts.index), strict=True)
+        if key in common
+    }
+    categories: list[Any] = [first[key] for key in sorted(first)]
+    grouped = int(len(counts) - len(common))
+    text = not _numeric_like(spec)
+    missing = bool(keys.isna().any())
+    if grouped and not text:
+        missing = True
+    elif grouped and category_key(rare_label) not in first:
+        categories.append(rare_label)
+    if missing:
+        categories.append(MISSING)
+    if not categories:
+        raise InputDataError(f"column {spec.name!r} has no category in the training split")
+    return categories, grouped
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars -> Python ones, so the categories save as JSON."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _numeric_like(spec: ColumnSpec) -> bool:
+    """A column whose source type has no room for a text label (numbers, booleans)."""
+    try:
+        dtype = pd.api.types.pandas_dtype(spec.dtype)
+    except TypeError:
+        return False
+    if isinstance(dtype, pd.CategoricalDtype):
+        return False
+    return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+
+
+def _protected_bounds(present: np.ndarray, spec: ColumnSpec, k: int) -> tuple[float, float]:
+    """The `k`-th smallest and largest training values (sorted `present`): no single most
+    extreme record sets a bound. A bound the user declared in the schema wins."""
+    lo = float(present[k - 1]) if spec.min is None else float(spec.min)
+    hi = float(present[-k]) if spec.max is None else float(spec.max)
+    return lo, max(lo, hi)
+
+
+def _middle(present: np.ndarray, k: int) -> np.ndarray:
+    """The `k` values around the median of sorted `present` (all when there are fewer)."""
+    start = max(0, (len(present) - k) // 2)
+    return present[start : start + k]
+
+
+def _block_quantiles(x: np.ndarray, k: int) -> QuantileTransformer:
+    """A normal-output quantile transformer whose knots each average a block of at least `k`
+    sorted training values (at most `MAX_KNOTS` blocks), at evenly spaced references. With
+    `k` = 1 and up to 1000 rows, the knots are the sorted values, as sklearn's would be."""
+    n = len(x)
+    n_knots = max(2, min(MAX_KNOTS, n // k))
+    blocks = np.array_split(np.arange(n), n_knots)
+    ordered = np.sort(x, axis=0)
+    knots = np.stack([ordered[b].mean(axis=0) for b in blocks])
+    q = QuantileTransformer(n_quantiles=n_knots, output_distribution="normal")
+    q.quantiles_ = np.maximum.accumulate(knots, axis=0)  # float noise must not break order
+    q.references_ = np.linspace(0.0, 1.0, n_knots)
+    q.n_quantiles_ = n_knots
+    q.n_features_in_ = x.shape[1]
+    return q
 
 
 def _decode(codes: np.ndarray, categories: list[Any]) -> np.ndarray:

@@ -18,7 +18,7 @@ from synth.checkpoint import (
     read_state,
     write_state,
 )
-from synth.config import ModelSpec, TrainingSpec
+from synth.config import ModelSpec, PrivacySpec, TrainingSpec
 from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
@@ -44,12 +44,14 @@ class TabularDiffusionSynthesizer:
         training: TrainingSpec | None = None,
         seed: int = 0,
         device: str = "auto",
+        privacy: PrivacySpec | None = None,
     ):
         self.schema = schema
         self.model = model or ModelSpec()
         self.training = training or TrainingSpec()
         self.seed = seed
         self.device = device
+        self.privacy = privacy or PrivacySpec()
 
     # ---- fit ----------------------------------------------------------------------------
     def _build(self, enc: TableEncoder) -> None:
@@ -87,7 +89,14 @@ class TabularDiffusionSynthesizer:
             loaded = type(self).load(checkpoint_dir, device=self.device)
             self._build(loaded.encoder_)
         else:
-            self._build(TableEncoder(self.schema, self.model.conditional, self.seed).fit(train))
+            encoder = TableEncoder(
+                self.schema,
+                self.model.conditional,
+                self.seed,
+                min_rows=self.privacy.rare_category_min_rows,
+                rare_label=self.privacy.rare_category_label,
+            )
+            self._build(encoder.fit(train))
         enc = self.encoder_.transform(train)
         self.label_counts_ = (
             np.bincount(enc.y, minlength=len(self.encoder_.target_classes_)).tolist()
@@ -313,6 +322,7 @@ class TabularDiffusionSynthesizer:
             "schema": self.schema.model_dump(mode="json"),
             "model": self.model.model_dump(mode="json"),
             "training": self.training.model_dump(mode="json"),
+            "privacy": self.privacy.model_dump(mode="json"),
             "encoder": self.encoder_.state_dict(),
             "label_counts": self.label_counts_,
             "steps_trained": getattr(self, "steps_trained_", None),
@@ -332,6 +342,7 @@ class TabularDiffusionSynthesizer:
             TrainingSpec.model_validate(state["training"]),
             seed=state["seed"],
             device=device,
+            privacy=PrivacySpec.model_validate(state["privacy"]),
         )
         obj.encoder_ = TableEncoder.from_state_dict(schema, state["encoder"])
         obj.noise_scheduler_ = DDPMScheduler.from_pretrained(directory / "scheduler")
