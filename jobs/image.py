@@ -149,9 +149,22 @@ class ImageSteps(JobSteps):
         if conditions:
             if not class_names:
                 raise InputDataError("conditions need labelled training images")
+            train = self.training_data(spec, source, split_path)
+            k = spec.privacy.rare_category_min_rows
+            counts = np.bincount(train.labels, minlength=len(class_names))
+            # a class of fewer than k training images is protected: never sampled
+            sampled = [
+                c if n >= k else spec.privacy.rare_category_label
+                for c, n in zip(class_names, counts, strict=True)
+            ]
             rng = np.random.default_rng(spec.seed)
             n = sum(conditions.values())
-            draw_labels(n, conditions, class_names, [1] * len(class_names), rng)
+            codes = draw_labels(n, conditions, sampled, [1] * len(sampled), rng)
+            if (counts[codes] < k).any():
+                raise InputDataError(
+                    f"a condition names a protected class (fewer than {k} training images, "
+                    "privacy.rare_category_min_rows): it is never sampled"
+                )
         checkpoint = spec.evaluation.feature_checkpoint
         if checkpoint is not None:
             CheckpointFeatures.load(checkpoint, tuple(info["shape"]))
@@ -165,7 +178,11 @@ class ImageSteps(JobSteps):
 
     def new_synthesizer(self, spec: JobSpec, source: LoadedSource) -> ImageDiffusionSynthesizer:
         return ImageDiffusionSynthesizer(
-            spec.image_model, spec.training, seed=spec.seed, device=spec.training.device
+            spec.image_model,
+            spec.training,
+            seed=spec.seed,
+            device=spec.training.device,
+            privacy=spec.privacy,
         )
 
     def load_synthesizer(self, spec: JobSpec, paths: JobPaths) -> ImageDiffusionSynthesizer:

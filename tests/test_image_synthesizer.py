@@ -153,3 +153,29 @@ def test_denoising_loss_is_per_image_and_deterministic(fitted, digits):
     b = fitted.denoising_loss(x[:20], y[:20])
     assert a.shape == (20,) and np.isfinite(a).all()
     np.testing.assert_allclose(a, b)
+
+
+def test_a_class_of_fewer_than_k_images_is_never_sampled(digits, tmp_path):
+    """Digit 7 keeps 3 training images (k = 5): it trains as the null class, its name is not
+    saved with the model, it is never drawn, and asking for it is refused."""
+    from synth.config import PrivacySpec
+
+    x, y, _, _ = digits
+    keep = np.flatnonzero(y != 7).tolist() + np.flatnonzero(y == 7)[:3].tolist()
+    names = [f"digit-{i}" for i in range(10)]
+    train = ImageSet(images=x[keep], labels=y[keep], class_names=names)
+    privacy = PrivacySpec(rare_category_min_rows=5, rare_category_label="<protected>")
+    s = ImageDiffusionSynthesizer(SMALL, _training(3), seed=0, privacy=privacy)
+    s.fit(train, progress=False)
+    assert s.protected_classes_ == [7]
+    assert s.class_names_[7] == "<protected>" and s.label_counts_[7] == 0
+    _, labels = s.sample(300, num_inference_steps=2)
+    assert 7 not in set(labels.tolist()) and len(set(labels.tolist())) == 9
+    with pytest.raises(InputDataError, match="not a class"):
+        s.sample(conditions={"digit-7": 2}, num_inference_steps=2)
+    with pytest.raises(InputDataError, match="protected class"):
+        s.sample(conditions={"<protected>": 2}, num_inference_steps=2)
+    s.save(tmp_path / "model")
+    saved = b"".join(p.read_bytes() for p in (tmp_path / "model").rglob("*.json"))
+    assert b"digit-7" not in saved and b"digit-6" in saved
+    assert ImageDiffusionSynthesizer.load(tmp_path / "model").protected_classes_ == [7]

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits, load_wine
 
-from synth.config import ImageModelSpec, ModelSpec, TrainingSpec
+from synth.config import ImageModelSpec, ModelSpec, PrivacySpec, TrainingSpec
 from synth.data.schema import infer_schema
 from synth.errors import NotFittedError
 from synth.images.io import ImageSet
@@ -72,6 +72,7 @@ CASES = {
             "training": TrainingSpec(steps=30, batch_size=128),
             "seed": 4,
             "device": "cpu",
+            "privacy": PrivacySpec(rare_category_min_rows=3),
         },
         train=_wine,
         conditions={"class_0": 7, "class_2": 4},
@@ -87,6 +88,7 @@ CASES = {
             "training": TrainingSpec(steps=8, batch_size=32, lr=2e-3, warmup_steps=2),
             "seed": 4,
             "device": "cpu",
+            "privacy": PrivacySpec(rare_category_min_rows=3),
         },
         train=_digits,
         conditions={"3": 5, "8": 2},

@@ -25,7 +25,7 @@ from synth.checkpoint import (
     read_state,
     write_state,
 )
-from synth.config import ImageModelSpec, TrainingSpec
+from synth.config import ImageModelSpec, PrivacySpec, TrainingSpec
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
 from synth.labels import draw_labels
@@ -50,11 +50,13 @@ class ImageDiffusionSynthesizer:
         training: TrainingSpec | None = None,
         seed: int = 0,
         device: str = "auto",
+        privacy: PrivacySpec | None = None,
     ):
         self.model = model or ImageModelSpec()
         self.training = training or TrainingSpec(steps=800, batch_size=64, lr=1e-3)
         self.seed = seed
         self.device = device
+        self.privacy = privacy
 
     # ---- build --------------------------------------------------------------------------
     def _unet(self, resolution: int, channels: int, n_classes: int) -> UNet2DModel:
@@ -108,7 +110,24 @@ class ImageDiffusionSynthesizer:
         if use_labels and not self.class_names_:
             self.class_names_ = [str(i) for i in range(int(labels.max()) + 1)]
         n_classes = len(self.class_names_)
-        self.label_counts_ = np.bincount(labels, minlength=n_classes).tolist() if use_labels else []
+        counts = np.bincount(labels, minlength=n_classes) if use_labels else np.zeros(0, int)
+        # A class of fewer than k training images is protected: its images train as the
+        # null (unconditional) class, its name is not kept, and it is never sampled.
+        privacy = self.privacy or PrivacySpec()
+        protected = np.flatnonzero(counts < privacy.rare_category_min_rows)
+        if use_labels and len(protected) == n_classes:
+            raise InputDataError(
+                f"every class has fewer than privacy.rare_category_min_rows="
+                f"{privacy.rare_category_min_rows} training images: none could be sampled; add "
+                "images, lower k, or set image_model.conditional to false"
+            )
+        self.protected_classes_ = protected.tolist()
+        for i in self.protected_classes_:
+            self.class_names_[i] = privacy.rare_category_label
+        counts[protected] = 0
+        self.label_counts_ = counts.tolist()
+        if use_labels and len(protected):
+            labels = np.where(np.isin(labels, protected), n_classes, labels)
         self.resolution_, self.channels_ = height, channels
         torch.manual_seed(self.seed)
         accelerator = make_accelerator(pick_device(self.device))  # one process, or one of N
@@ -182,7 +201,13 @@ class ImageDiffusionSynthesizer:
             if conditions:
                 raise InputDataError("conditions need labelled training images")
             return None
-        return draw_labels(n, conditions, self.class_names_, self.label_counts_, rng)
+        drawn = draw_labels(n, conditions, self.class_names_, self.label_counts_, rng)
+        if np.isin(drawn, self.protected_classes_).any():
+            raise InputDataError(
+                "a condition names a protected class (fewer than "
+                "privacy.rare_category_min_rows training images): it is never sampled"
+            )
+        return drawn
 
     @torch.inference_mode()
     def sample_shards(
@@ -326,6 +351,8 @@ class ImageDiffusionSynthesizer:
             "training": self.training.model_dump(mode="json"),
             "class_names": self.class_names_,
             "label_counts": self.label_counts_,
+            "protected_classes": self.protected_classes_,
+            "privacy": (self.privacy or PrivacySpec()).model_dump(mode="json"),
             "resolution": self.resolution_,
             "channels": self.channels_,
             "steps_trained": getattr(self, "steps_trained_", None),
@@ -343,11 +370,13 @@ class ImageDiffusionSynthesizer:
             TrainingSpec.model_validate(state["training"]),
             seed=state["seed"],
             device=device,
+            privacy=PrivacySpec.model_validate(state["privacy"]),
         )
         obj.unet_ = UNet2DModel.from_pretrained(directory / "unet", low_cpu_mem_usage=False).eval()
         obj.noise_scheduler_ = DDPMScheduler.from_pretrained(directory / "scheduler")
         obj.class_names_ = state["class_names"]
         obj.label_counts_ = state["label_counts"]
+        obj.protected_classes_ = state["protected_classes"]
         obj.resolution_ = state["resolution"]
         obj.channels_ = state["channels"]
         obj.steps_trained_ = state["steps_trained"]

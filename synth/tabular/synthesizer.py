@@ -51,7 +51,7 @@ class TabularDiffusionSynthesizer:
         self.training = training or TrainingSpec()
         self.seed = seed
         self.device = device
-        self.privacy = privacy or PrivacySpec()
+        self.privacy = privacy
 
     # ---- fit ----------------------------------------------------------------------------
     def _build(self, enc: TableEncoder) -> None:
@@ -89,12 +89,13 @@ class TabularDiffusionSynthesizer:
             loaded = type(self).load(checkpoint_dir, device=self.device)
             self._build(loaded.encoder_)
         else:
+            privacy = self.privacy or PrivacySpec()
             encoder = TableEncoder(
                 self.schema,
                 self.model.conditional,
                 self.seed,
-                min_rows=self.privacy.rare_category_min_rows,
-                rare_label=self.privacy.rare_category_label,
+                min_rows=privacy.rare_category_min_rows,
+                rare_label=privacy.rare_category_label,
             )
             self._build(encoder.fit(train))
         enc = self.encoder_.transform(train)
@@ -322,7 +323,7 @@ class TabularDiffusionSynthesizer:
             "schema": self.schema.model_dump(mode="json"),
             "model": self.model.model_dump(mode="json"),
             "training": self.training.model_dump(mode="json"),
-            "privacy": self.privacy.model_dump(mode="json"),
+            "privacy": (self.privacy or PrivacySpec()).model_dump(mode="json"),
             "encoder": self.encoder_.state_dict(),
             "label_counts": self.label_counts_,
             "steps_trained": getattr(self, "steps_trained_", None),
