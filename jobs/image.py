@@ -90,7 +90,7 @@ class ImageSteps(JobSteps):
 
     def load(self, spec: JobSpec, paths: JobPaths) -> LoadedSource:
         image_set = self.read(spec)
-        paths.work.mkdir(parents=True, exist_ok=True)
+        paths.make_private()
         payload = {
             "source": dataclasses.asdict(image_set.source),
             "class_names": image_set.class_names,

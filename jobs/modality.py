@@ -281,7 +281,13 @@ class JobSteps:
         """Apply the gate to the parts' numbers and write report.json/html."""
         inputs = self.evaluation_inputs(spec, paths, source, split_path)
         evaluation = suite.combine(inputs, parts, spec.evaluation, seed=spec.seed)
-        return suite.write_report(evaluation, inputs, paths.out, {"lineage": lineage})
+        return suite.write_report(evaluation, inputs, paths.out, self._extra(spec, paths, lineage))
+
+    def _extra(self, spec: JobSpec, paths: JobPaths, lineage: dict[str, Any]) -> dict[str, Any]:
+        """What the report carries besides the checks: the lineage, and what rare-value
+        protection grouped or withheld (counts per column, never a value)."""
+        protection = self.load_synthesizer(spec, paths).protection()
+        return {"lineage": lineage, "protection": protection}
 
     def evaluate(
         self,
@@ -295,4 +301,4 @@ class JobSteps:
         """Every check on the staged records in this process, then the report."""
         inputs = self.evaluation_inputs(spec, paths, source, split_path)
         evaluation = suite.evaluate(inputs, spec.evaluation, seed=spec.seed, progress=progress)
-        return suite.write_report(evaluation, inputs, paths.out, {"lineage": lineage})
+        return suite.write_report(evaluation, inputs, paths.out, self._extra(spec, paths, lineage))

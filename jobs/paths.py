@@ -12,6 +12,8 @@ from filelock import FileLock, Timeout
 from synth.atomic import recover_directory
 from synth.errors import JobBusyError
 
+PRIVATE_MODE = 0o700
+
 
 @dataclass(frozen=True)
 class JobPaths:
@@ -59,6 +61,14 @@ class JobPaths:
     @property
     def report_html(self) -> Path:
         return self.out / "report.html"
+
+    def make_private(self) -> None:
+        """Create `model/` and `.work/` readable by the owner alone (0700): they hold what was
+        learned from the real data (and `.work/` its split and staged records), so other
+        users of a shared machine must not list or read them. Existing ones are tightened."""
+        for folder in (self.work, self.model):
+            folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_MODE)
+            folder.chmod(PRIVATE_MODE)
 
 
 @contextmanager

@@ -79,6 +79,11 @@ class Synthesizer(Protocol):
         """All of `sample_shards` at once: a DataFrame for tables; (images, labels) for images."""
         ...
 
+    def protection(self) -> dict[str, Any]:
+        """What rare-value protection grouped or withheld when fitting, as `k` and counts
+        (never a value): the report shows it."""
+        ...
+
     def save(self, directory: Path | str) -> Path:
         """Write the fitted model as a folder of safetensors and JSON."""
         ...

@@ -7,6 +7,7 @@ pickle-free and exact, sampling is seeded, conditions give exact counts, and sha
 
 from __future__ import annotations
 
+import json
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -137,6 +138,8 @@ def test_nothing_works_before_fit(case, tmp_path):
         synth.sample_shard(4, seed=0)
     with pytest.raises(NotFittedError):
         synth.save(tmp_path / "model")
+    with pytest.raises(NotFittedError):
+        synth.protection()
     assert not (tmp_path / "model").exists()
 
 
@@ -149,6 +152,7 @@ def test_save_load_round_trip_without_pickle(case, fitted, tmp_path):
     assert [p.name for p in files if p.read_bytes().startswith(PICKLE_MAGIC)] == []
     loaded = case.cls.load(folder, device="cpu")
     assert isinstance(loaded, case.cls) and loaded.seed == fitted.seed
+    assert loaded.protection() == fitted.protection()
     a = fitted.sample(9, seed=3, **case.sample_kw)
     b = loaded.sample(9, seed=3, **case.sample_kw)
     assert case.fingerprint(a) == case.fingerprint(b)
@@ -188,3 +192,15 @@ def test_shards_add_up(case, fitted):
     assert isinstance(one, Shard) and (one.start, len(one)) == (20, 5)
     again = fitted.sample_shard(5, seed=9, offset=20, **case.sample_kw)
     assert case.fingerprint(case.join([one])) == case.fingerprint(case.join([again]))
+
+
+def test_protection_reports_k_and_counts_only(case, fitted):
+    """The report's account of rare-value protection: `k` and counts, JSON-able, no values."""
+    summary = fitted.protection()
+    assert summary["rare_category_min_rows"] == 3
+    text = json.dumps(summary)
+    train = case.train()
+    if isinstance(train, pd.DataFrame):
+        assert not any(f'"{v}"' in text for v in train["target"].unique())
+    else:
+        assert not any(f'"{v}"' in text for v in train.class_names)

@@ -339,6 +339,15 @@ class ImageDiffusionSynthesizer:
         return (total / n_timesteps).cpu().numpy()
 
     # ---- persistence --------------------------------------------------------------------
+    def protection(self) -> dict[str, Any]:
+        """What rare-value protection did, as counts only: for the report."""
+        self._check_fitted()
+        privacy = self.privacy or PrivacySpec()
+        return {
+            "rare_category_min_rows": privacy.rare_category_min_rows,
+            "protected_classes": len(self.protected_classes_),
+        }
+
     def save(self, directory: Path | str) -> Path:
         self._check_fitted()
         directory = Path(directory)

@@ -311,6 +311,17 @@ class TabularDiffusionSynthesizer:
                 )
         return columns_to_frame(out)
 
+    def protection(self) -> dict[str, Any]:
+        """What rare-value protection did, as counts only (never a value): for the report."""
+        self._check_fitted()
+        enc = self.encoder_
+        return {
+            "rare_category_min_rows": enc.min_rows,
+            "rare_category_label": enc.rare_label,
+            "grouped_values": dict(enc.rare_grouped_),
+            "clipped_bounds": len(enc.bounds_) if enc.min_rows > 1 else 0,
+        }
+
     # ---- persistence (diffusers layout, safetensors + JSON, never pickle) -----------------
     def save(self, directory: Path | str) -> Path:
         self._check_fitted()
