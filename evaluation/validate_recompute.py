@@ -124,11 +124,13 @@ def table_inputs(
 ) -> TableInputs:
     """The exported rows against the real tables, read with the job's column overrides."""
     from synth.data.io import load_table
+    from synth.data.parsing import check_values
     from synth.data.schema import infer_schema
 
     report = meta.get("report") or {}
     real_df, holdout_df = load_table(real), load_table(holdout)
     schema = infer_schema(real_df, _target(target, meta, report), _column_overrides(meta))
+    check_values(holdout_df, [(c.name, c.kind) for c in schema.modelled], "the holdout table")
     return TableInputs(real_df, holdout_df, read_export_rows(export), schema)
 
 

@@ -16,14 +16,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
-from flows.synthesize import GATE_FAILED, TASK_OPTS, flow_for, job_run_name
+from flows.synthesize import GATE_FAILED, RETRY_OPTS, flow_for, job_run_name
+from jobs.guard import guarded, run_step
 from jobs.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
 from synth.config import JobSpec
 
 CACHE_ARTIFACT = "synth-cache"
 
 
-@task(name="fingerprint", retries=2, retry_delay_seconds=5, **TASK_OPTS)
+@task(name="fingerprint", retries=2, retry_delay_seconds=5, **RETRY_OPTS)
+@guarded("fingerprint step")
 def fingerprint_task(spec: JobSpec) -> str:
     """Hash the source's bytes with the job's content: the cache key."""
     return cache_key(spec)
@@ -81,7 +83,7 @@ def synth_job(
         started_at=now(),
     )
     with root.hold(run_id):
-        return _run(spec, root, manifest, force, progress)
+        return run_step("synth-job flow", _run, spec, root, manifest, force, progress)
 
 
 def _run(

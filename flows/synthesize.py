@@ -24,6 +24,7 @@ from evaluation.gate import GateResult
 from evaluation.report import summary_rows
 from flows.runners import pin_torch_threads, task_runner_for
 from jobs.gate import gate, gate_message
+from jobs.guard import guarded, retry_unless_bad_input, run_step
 from jobs.lineage import lineage_for, split_sizes
 from jobs.modality import LoadedSource
 from jobs.paths import JobPaths, exclusive
@@ -36,27 +37,34 @@ GATE_FAILED = "GateFailed"
 # Reading files can fail for passing reasons (network filesystems); training and sampling
 # resume from checkpoints, so a retry is cheap. Evaluation and export are deterministic.
 TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+# Bad input fails the same way again: no retry for a SynthError. Every task body is
+# `guarded`, so an unexpected error reaches Prefect's logs and states as its type alone.
+RETRY_OPTS: dict[str, Any] = {**TASK_OPTS, "retry_condition_fn": retry_unless_bad_input}
 
 
-@task(name="load", retries=2, retry_delay_seconds=5, **TASK_OPTS)
+@task(name="load", retries=2, retry_delay_seconds=5, **RETRY_OPTS)
+@guarded("load step")
 def load_task(spec: JobSpec, paths: JobPaths) -> LoadedSource:
     source = modality_for(spec).load(spec, paths)
     get_run_logger().info("loaded %s (sha256 %s)", source.summary, source.data_hash[:12])
     return source
 
 
-@task(name="split", retries=2, retry_delay_seconds=5, **TASK_OPTS)
+@task(name="split", retries=2, retry_delay_seconds=5, **RETRY_OPTS)
+@guarded("split step")
 def split_task(spec: JobSpec, paths: JobPaths, source: LoadedSource) -> Path:
     return modality_for(spec).split(spec, paths, source)
 
 
 @task(name="check", **TASK_OPTS)
+@guarded("check step")
 def check_task(spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path) -> None:
     """Every size and setting a later step needs, before any training."""
     modality_for(spec).check(spec, paths, source, split_path)
 
 
-@task(name="train", retries=1, retry_delay_seconds=5, **TASK_OPTS)
+@task(name="train", retries=1, retry_delay_seconds=5, **RETRY_OPTS)
+@guarded("train step")
 def train_task(
     spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path, progress: bool
 ) -> str:
@@ -70,7 +78,8 @@ def train_task(
     return model_hash
 
 
-@task(name="sample-shard", task_run_name="sample-shard-{plan.index}", retries=1, **TASK_OPTS)
+@task(name="sample-shard", task_run_name="sample-shard-{plan.index}", retries=1, **RETRY_OPTS)
+@guarded("sample step")
 def sample_shard_task(spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
     """One shard, on whichever worker is free; returns its staged file."""
     threads = pin_torch_threads()
@@ -81,6 +90,7 @@ def sample_shard_task(spec: JobSpec, paths: JobPaths, plan: ShardPlan) -> Path:
 
 
 @task(name="finish-staging", **TASK_OPTS)
+@guarded("sample step")
 def finish_staging_task(
     spec: JobSpec, paths: JobPaths, plans: list[ShardPlan], shard_files: list[Path]
 ) -> int:
@@ -92,6 +102,7 @@ def finish_staging_task(
 
 
 @task(name="evaluate-part", task_run_name="evaluate-{names[0]}", **TASK_OPTS)
+@guarded("evaluate step")
 def evaluate_parts_task(
     spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path, names: list[str]
 ) -> dict[str, dict[str, Any] | None]:
@@ -101,6 +112,7 @@ def evaluate_parts_task(
 
 
 @task(name="report", **TASK_OPTS)
+@guarded("report step")
 def report_task(
     spec: JobSpec,
     paths: JobPaths,
@@ -115,6 +127,7 @@ def report_task(
 
 
 @task(name="gate", **TASK_OPTS)
+@guarded("gate step")
 def gate_task(report: dict[str, Any], paths: JobPaths) -> list[str]:
     logger = get_run_logger()
     for line in report["gate"]["failures"]:
@@ -125,6 +138,7 @@ def gate_task(report: dict[str, Any], paths: JobPaths) -> list[str]:
 
 
 @task(name="export", **TASK_OPTS)
+@guarded("export step")
 def export_task(
     spec: JobSpec, paths: JobPaths, source: LoadedSource, report: dict[str, Any]
 ) -> list[Path]:
@@ -201,7 +215,7 @@ def synthesize(spec: JobSpec, progress: bool = True) -> dict[str, Any] | State:
     # One run at a time per output directory: a second run of the same job fails fast
     # instead of mixing its checkpoints and staged rows with the first one's.
     with exclusive(paths):
-        return _run_steps(spec, paths, progress)
+        return run_step("synthesize flow", _run_steps, spec, paths, progress)
 
 
 def _run_steps(spec: JobSpec, paths: JobPaths, progress: bool) -> dict[str, Any] | State:

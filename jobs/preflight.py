@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from jobs.guard import run_step
 from jobs.paths import JobPaths
 from jobs.registry import modality_for
 from synth.config import JobSpec
@@ -21,6 +22,6 @@ def preflight(spec: JobSpec) -> None:
     steps = modality_for(spec)
     with tempfile.TemporaryDirectory(prefix="synth-preflight-") as scratch:
         paths = JobPaths(Path(scratch))  # private (0700) and gone when this returns
-        source = steps.load(spec, paths)
-        split_path = steps.split(spec, paths, source)
-        steps.check(spec, paths, source, split_path)
+        source = run_step("load step", steps.load, spec, paths)
+        split_path = run_step("split step", steps.split, spec, paths, source)
+        run_step("check step", steps.check, spec, paths, source, split_path)

@@ -18,6 +18,7 @@ from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
 from synth.config import JobSpec
 from synth.data.io import check_table, load_table
+from synth.data.parsing import check_values
 from synth.data.schema import TableSchema, infer_schema
 from synth.data.split import load_split, save_split, split_indices
 from synth.errors import InputDataError
@@ -64,6 +65,7 @@ class TableSteps(JobSteps):
         # bounds, quantiles) are learned from the training split only, when it trains.
         columns = spec.source.columns
         schema = infer_schema(df, spec.source.target, columns).structure(columns)
+        check_values(df, [(c.name, c.kind) for c in schema.modelled])  # names the file's row
         if not schema.modelled:
             raise InputDataError(
                 "no column can be modelled (all are IDs or constants): override a column's "

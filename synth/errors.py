@@ -9,6 +9,11 @@ class InputDataError(SynthError):
     """The protected data cannot be read or does not fit the job."""
 
 
+class BadValueError(InputDataError, ValueError):
+    """A cell cannot be parsed as its column's kind. The message names the column and the row,
+    never the value (see `synth.data.parsing`); a ValueError too, as pandas' own errors are."""
+
+
 class ConfigError(SynthError):
     """The job spec is invalid."""
 

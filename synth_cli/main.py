@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -53,6 +54,16 @@ def _friendly(fn):
         except SynthError as err:
             _error_line(err)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.Abort, click.ClickException):
+            raise  # the command line's own exits and usage errors
+        except Exception as err:  # its text can quote a data value: the type only
+            from jobs.guard import debug_enabled, failure_message
+
+            if debug_enabled():
+                raise
+            what = f"synth {fn.__name__.rstrip('_')}"
+            _error_line(SynthError(failure_message(what, err)))
+        raise typer.Exit(EXIT_BAD_INPUT)  # outside the handler: no chained exception
 
     return wrapper
 
@@ -173,7 +184,10 @@ def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
         _print_outcome(out, None)
         if isinstance(err, SynthError):
             raise err
-        raise SynthError(f"the job failed: {err}")
+        from jobs.guard import debug_enabled
+
+        detail = err if debug_enabled() else type(err).__name__  # text can quote values
+        raise SynthError(f"the job failed: {detail}")
     result = state.result()
     _print_outcome(out, Path(result["export"]))
     return result
@@ -381,10 +395,15 @@ def _table_inputs(real: Path, holdout: Path, synthetic: Path, target: str | None
     """Three tables; the schema is inferred from the real train rows."""
     from evaluation.suite import TableInputs
     from synth.data.io import load_table
+    from synth.data.parsing import check_values
     from synth.data.schema import infer_schema
 
     real_df, holdout_df, syn_df = load_table(real), load_table(holdout), load_table(synthetic)
-    return TableInputs(real_df, holdout_df, syn_df, infer_schema(real_df, target))
+    schema = infer_schema(real_df, target)
+    columns = [(c.name, c.kind) for c in schema.modelled]
+    check_values(holdout_df, columns, "the holdout table")
+    check_values(syn_df, columns, "the synthetic table")
+    return TableInputs(real_df, holdout_df, syn_df, schema)
 
 
 def _image_inputs(

@@ -196,7 +196,14 @@ def _read_parquet(path: Path) -> pd.DataFrame:
             f"Parquet data at {_name(path)} cannot be read ({type(err).__name__}): check that "
             "all files are complete and share one schema"
         ) from None
-    df = table.to_pandas()
+    try:
+        df = table.to_pandas()
+    except (pa.ArrowException, ValueError, TypeError, OverflowError) as err:
+        # The type of error, not its text: Arrow's messages can quote cell values.
+        raise InputDataError(
+            f"Parquet data at {_name(path)} cannot be converted to a table "
+            f"({type(err).__name__}): check its column types"
+        ) from None
     if not isinstance(df.index, pd.RangeIndex):  # a pandas index stored in the file
         named = any(n is not None for n in df.index.names)
         df = df.reset_index(drop=not named)
@@ -219,7 +226,13 @@ def _read_hf(path: Path) -> pd.DataFrame:
                 f"Hugging Face dataset at {_name(path)} has no splits: save a dataset with rows"
             )
         ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
-    return ds.to_pandas()
+    try:
+        return ds.to_pandas()
+    except Exception as err:  # Arrow underneath: its messages can quote cell values
+        raise InputDataError(
+            f"Hugging Face dataset at {_name(path)} cannot be converted to a table "
+            f"({type(err).__name__}): check its features"
+        ) from None
 
 
 def load_table(path: str | os.PathLike[str], format: Format = "auto") -> pd.DataFrame:

@@ -8,6 +8,7 @@ patient's name or ID could be one), only keywords, standard UID names and byte c
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,12 +41,42 @@ class MissingLabelError(Exception):
     """The label attribute is absent or empty in a file."""
 
 
+class _DropWhileQuiet(logging.Filter):
+    """pydicom logs each warning too (`warn_and_log`), and a log record reaches the console
+    through the root logger's handler: drop its records while a `_quiet` block runs."""
+
+    depth = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.depth == 0
+
+
+_PYDICOM_LOG = _DropWhileQuiet()
+logging.getLogger("pydicom").addFilter(_PYDICOM_LOG)
+
+
 @contextlib.contextmanager
 def _quiet() -> Iterator[list[warnings.WarningMessage]]:
     # pydicom's own warnings can quote values (e.g. an over-long PatientName): keep them in.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        yield caught
+    _PYDICOM_LOG.depth += 1
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield caught
+    finally:
+        _PYDICOM_LOG.depth -= 1
+
+
+def _int(ds: Dataset, keyword: str) -> int | None:
+    """An integer attribute, or None when absent or empty; a malformed one (an IS string that
+    is not a number...) names the keyword, never the value."""
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UnreadableDicomError(f"{keyword} is not an integer") from None
 
 
 def has_dicom_preamble(path: Path) -> bool:
@@ -88,7 +119,7 @@ def safe_reason(err: BaseException, ds: Dataset | None) -> str:
 
 def _photometric(ds: Dataset) -> str:
     pi = str(ds.get("PhotometricInterpretation") or "").strip().upper()
-    spp = int(ds.get("SamplesPerPixel") or 1)
+    spp = _int(ds, "SamplesPerPixel") or 1
     if spp == 1 and pi in ("", "MONOCHROME2"):
         return "MONOCHROME2"
     if spp == 1 and pi == "MONOCHROME1":
@@ -155,7 +186,9 @@ class DicomFile:
     def frames(self) -> Iterator[np.ndarray]:
         """float32 modality values per frame: (H, W) grayscale or (H, W, 3) RGB."""
         ds = self.dataset
-        palette = str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR"
+        with _quiet():
+            pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        palette = pi == "PALETTE COLOR"
         try:
             with _quiet():
                 it = iter_pixels(ds)
@@ -195,17 +228,20 @@ def read_dicom(path: Path, label_attribute: str | None = None) -> DicomFile | No
         uid = UID(str(ds.get("SOPClassUID", "")))
         kind = f"{uid.name}, " if uid and uid.name != str(uid) else ""
         raise NotAnImageError(f"not an image object ({kind}no Pixel Data)")
-    _infer_transfer_syntax(ds)
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 8)
-    lut = ds.get("RedPaletteColorLookupTableDescriptor")
-    if str(ds.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR" and lut:
-        bits = int(lut[2])  # the palette's entries, not the indices, are the pixel values
-    return DicomFile(
-        dataset=ds,
-        photometric=_photometric(ds),
-        bits_stored=8 if bits <= 8 else 16,
-        signed=int(ds.get("PixelRepresentation") or 0) == 1,
-        modality=str(ds.get("Modality") or "").strip() or None,
-        label=_label(ds, label_attribute) if label_attribute else None,
-        n_frames=max(1, int(ds.get("NumberOfFrames") or 1)),
-    )
+    # Values are converted on first access, and pydicom warns (quoting them) about bad ones.
+    with _quiet():
+        _infer_transfer_syntax(ds)
+        bits = _int(ds, "BitsStored") or _int(ds, "BitsAllocated") or 8
+        lut = ds.get("RedPaletteColorLookupTableDescriptor")
+        pi = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+        if pi == "PALETTE COLOR" and lut:
+            bits = int(lut[2])  # the palette's entries, not the indices, are the pixel values
+        return DicomFile(
+            dataset=ds,
+            photometric=_photometric(ds),
+            bits_stored=8 if bits <= 8 else 16,
+            signed=(_int(ds, "PixelRepresentation") or 0) == 1,
+            modality=str(ds.get("Modality") or "").strip() or None,
+            label=_label(ds, label_attribute) if label_attribute else None,
+            n_frames=max(1, _int(ds, "NumberOfFrames") or 1),
+        )

@@ -269,7 +269,8 @@ def _load_png(root: Path, spec: ImageSourceSpec, got: _Collected) -> None:
                 img.load()
                 _add_raster(got, img, spec, _folder_label(path, root, spec))
         except (OSError, ValueError, Image.DecompressionBombError) as err:
-            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            # The type of error, not its text: a decoder's message can quote the file's bytes.
+            reason = type(err).__name__
             _unreadable(got, spec, f"image {rel!r} cannot be decoded ({reason})", "re-export it")
 
 
