@@ -21,7 +21,7 @@ from synth.errors import InputDataError
 
 STATE_DIR = "training_state"
 STATE_FILE = "synthesizer.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rare-value protection (the encoder's k, bounds and grouped counts)
 
 
 def write_state(directory: Path, kind: str, state: dict[str, Any]) -> None:
@@ -79,8 +79,10 @@ def save_checkpoint(
     directory = Path(directory)
     tmp = directory.parent / f".{directory.name}.ckpt-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(mode=0o700)  # it becomes the model folder: the owner's alone from the start
+    tmp.chmod(0o700)  # whatever the umask
     ts = tmp / STATE_DIR
-    ts.mkdir(parents=True)
+    ts.mkdir()
     save_file(_cpu(model.state_dict()), ts / "model.safetensors")
     save_file(
         {str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},

@@ -97,6 +97,8 @@ class Lineage(BaseModel):
         gate_override_reason: str | None = None,
         columns: dict[str, dict[str, Any]] | None = None,
         evaluation_max_rows: int | None = None,
+        rare_category_min_rows: int | None = None,
+        rare_category_label: str | None = None,
     ) -> Lineage:
         """A new record, stamped with the current UTC time and the installed package versions."""
         return cls(
@@ -114,6 +116,8 @@ class Lineage(BaseModel):
             gate_override_reason=gate_override_reason,
             columns=columns or {},
             evaluation_max_rows=evaluation_max_rows,
+            rare_category_min_rows=rare_category_min_rows,
+            rare_category_label=rare_category_label,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -267,7 +267,7 @@ def test_save_layout_has_no_pickles(churn_synth, tmp_path):
     assert not [p for p in files if p.suffix in {".pkl", ".pickle", ".bin", ".pt", ".pth"}]
     assert not list(directory.rglob("*.tmp"))
     state = json.loads((directory / "synthesizer.json").read_text())
-    assert state["format_version"] == 1
+    assert state["format_version"] == 2
     assert state["steps_trained"] == 400
     assert TableSchema.model_validate(state["schema"]) == churn_synth.schema
 
