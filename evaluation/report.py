@@ -284,6 +284,39 @@ def _plotted_columns(evaluation: TableEvaluation, schema: TableSchema) -> list[C
     return [c for c in specs if c.name in chosen]
 
 
+def protection_html(protection: dict[str, Any] | None) -> str:
+    """What rare-value protection withheld, in counts: grouped values per column, or
+    protected image classes. Never a value."""
+    if not protection:
+        return ""
+    k = protection.get("rare_category_min_rows")
+    if k == 1:
+        return "<h2>Rare-value protection</h2><p>Off (<code>k = 1</code>), as configured.</p>"
+    lines = [
+        "<h2>Rare-value protection</h2>",
+        f"<p>k = {k}: a value held by fewer than {k} training records is never emitted; "
+        "numbers stay within the k-th smallest and largest training values.</p>",
+    ]
+    grouped = protection.get("grouped_values")
+    if grouped:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(name))}</td><td>{int(n)}</td></tr>"
+            for name, n in grouped.items()
+        )
+        label = html.escape(str(protection.get("rare_category_label", "")))
+        lines.append(
+            f"<p>Values grouped into <code>{label}</code> (text) or a missing value "
+            "(numbers), per column:</p>"
+            f"<table><tr><th>column</th><th>values grouped</th></tr>{rows}</table>"
+        )
+    elif "grouped_values" in protection:
+        lines.append("<p>No value was rare enough to group.</p>")
+    if protection.get("protected_classes") is not None:
+        n = int(protection["protected_classes"])
+        lines.append(f"<p>{n} class(es) with fewer than {k} training images: never sampled.</p>")
+    return "".join(lines)
+
+
 def render_html(
     evaluation: TableEvaluation,
     train: pd.DataFrame,
@@ -305,7 +338,7 @@ def render_html(
     omitted = len(schema.modelled) - len(specs)
     heat = _heatmap(evaluation, [c.name for c in specs])
     m = evaluation.metrics
-    extra_html = (
+    extra_html = protection_html((extra or {}).get("protection")) + (
         f"<h2>Lineage</h2><pre>{html.escape(json.dumps(extra, indent=2, default=str))}</pre>"
         if extra
         else ""

@@ -77,3 +77,18 @@ def test_summary_rows(evaluation: TableEvaluation) -> None:
     assert by_name["column_shapes"]["status"] == "pass"
     assert by_name["dcr_share"]["threshold"] == "<= 0.600"
     assert set(rows[0]) == {"check", "kind", "value", "threshold", "status"}
+
+
+def test_protection_section_counts_without_naming() -> None:
+    from evaluation.report import protection_html
+
+    page = protection_html(
+        {"rare_category_min_rows": 5, "rare_category_label": "_RARE_",
+         "grouped_values": {"city": 3, "note": 1}, "clipped_bounds": 2}
+    )  # fmt: skip
+    assert "k = 5" in page and "<td>city</td><td>3</td>" in page and "_RARE_" in page
+    assert "No value" in protection_html({"rare_category_min_rows": 5, "grouped_values": {}})
+    assert "Off" in protection_html({"rare_category_min_rows": 1, "grouped_values": {}})
+    images = protection_html({"rare_category_min_rows": 5, "protected_classes": 2})
+    assert "2 class(es) with fewer than 5 training images" in images
+    assert protection_html(None) == ""

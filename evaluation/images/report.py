@@ -31,6 +31,7 @@ from evaluation.report import (
     gate_failures,
     img_tag,
     metrics_table,
+    protection_html,
 )
 from evaluation.table import json_safe
 from synth.atomic import atomic_write_text
@@ -151,7 +152,7 @@ def render_html(
         if evaluation.mia_attack == "loss"
         else "distance-based (distance to the nearest synthetic image; no loss function given)"
     )
-    extra_html = (
+    extra_html = protection_html((extra or {}).get("protection")) + (
         f"<h2>Lineage</h2><pre>{html.escape(json.dumps(extra, indent=2, default=str))}</pre>"
         if extra
         else ""
