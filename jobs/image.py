@@ -14,7 +14,7 @@ import numpy as np
 
 from evaluation.images.features import CheckpointFeatures
 from evaluation.suite import ImageInputs
-from jobs.modality import JobSteps, LoadedSource
+from jobs.modality import JobSteps, LoadedSource, refuse_protected
 from jobs.paths import JobPaths
 from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
@@ -90,7 +90,7 @@ class ImageSteps(JobSteps):
 
     def load(self, spec: JobSpec, paths: JobPaths) -> LoadedSource:
         image_set = self.read(spec)
-        paths.make_private()
+        paths.make_private(paths.work)
         payload = {
             "source": dataclasses.asdict(image_set.source),
             "class_names": image_set.class_names,
@@ -150,21 +150,11 @@ class ImageSteps(JobSteps):
             if not class_names:
                 raise InputDataError("conditions need labelled training images")
             train = self.training_data(spec, source, split_path)
-            k = spec.privacy.rare_category_min_rows
             counts = np.bincount(train.labels, minlength=len(class_names))
-            # a class of fewer than k training images is protected: never sampled
-            sampled = [
-                c if n >= k else spec.privacy.rare_category_label
-                for c, n in zip(class_names, counts, strict=True)
-            ]
             rng = np.random.default_rng(spec.seed)
             n = sum(conditions.values())
-            codes = draw_labels(n, conditions, sampled, [1] * len(sampled), rng)
-            if (counts[codes] < k).any():
-                raise InputDataError(
-                    f"a condition names a protected class (fewer than {k} training images, "
-                    "privacy.rare_category_min_rows): it is never sampled"
-                )
+            codes = draw_labels(n, conditions, class_names, [1] * len(class_names), rng)
+            refuse_protected(counts[codes], spec.privacy.rare_category_min_rows, "images")
         checkpoint = spec.evaluation.feature_checkpoint
         if checkpoint is not None:
             CheckpointFeatures.load(checkpoint, tuple(info["shape"]))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from evaluation import suite
@@ -34,9 +35,20 @@ from synth.atomic import atomic_write_bytes
 from synth.config import JobSpec
 from synth.data.split import min_rows_for_split
 from synth.device import pick_device
+from synth.errors import InputDataError
 from synth.hashing import file_sha256
 from synth.synthesizer import Shard, Synthesizer
 from synth.training import is_main_process, wait_for_everyone
+
+
+def refuse_protected(counts: Any, k: int, unit: str) -> None:
+    """Refuse label counts that ask for a protected class: `counts` holds the training count
+    of each requested record's class; a class of fewer than `k` is never sampled."""
+    if (np.asarray(counts) < k).any():
+        raise InputDataError(
+            f"a condition names a protected class: fewer than {k} training {unit} hold it "
+            "(privacy.rare_category_min_rows), so it is never sampled"
+        )
 
 
 @dataclass(frozen=True)
@@ -198,6 +210,8 @@ class JobSteps:
         model's hash."""
         synthesizer = self.new_synthesizer(spec, source)
         train = self.training_data(spec, source, split_path)
+        if is_main_process():
+            paths.make_private(paths.model)
         synthesizer.fit(train, checkpoint_dir=paths.model, progress=progress)
         if is_main_process():  # under `accelerate launch`, one process writes the model
             synthesizer.save(paths.model)

@@ -62,13 +62,14 @@ class JobPaths:
     def report_html(self) -> Path:
         return self.out / "report.html"
 
-    def make_private(self) -> None:
-        """Create `model/` and `.work/` readable by the owner alone (0700): they hold what was
-        learned from the real data (and `.work/` its split and staged records), so other
-        users of a shared machine must not list or read them. Existing ones are tightened."""
-        for folder in (self.work, self.model):
-            folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_MODE)
-            folder.chmod(PRIVATE_MODE)
+    def make_private(self, folder: Path) -> Path:
+        """Create `folder` (`model/` or `.work/`) readable by the owner alone (0700): they hold
+        what was learned from the real data (and `.work/` its split and staged records), so
+        other users of a shared machine must not list or read them. An existing one is
+        tightened."""
+        folder.mkdir(parents=True, exist_ok=True, mode=PRIVATE_MODE)
+        folder.chmod(PRIVATE_MODE)
+        return folder
 
 
 @contextmanager

@@ -91,6 +91,12 @@ def test_image_conditions_name_classes(forty_digits, tmp_path):
     with pytest.raises(InputDataError, match="condition label 'eleven' is not a class") as err:
         preflight(spec)
     assert "'3'" not in str(err.value)  # the classes are data: counted, never listed
+    # 40 digits: every class has fewer than k = 5 training images, so none may be asked for
+    protected = spec.model_copy(
+        update={"sampling": spec.sampling.model_copy(update={"conditions": {"3": 10}})}
+    )
+    with pytest.raises(InputDataError, match="protected class: fewer than 5 training images"):
+        preflight(protected)
     unconditional = spec.model_copy(
         update={"image_model": spec.image_model.model_copy(update={"conditional": False})}
     )
@@ -152,3 +158,29 @@ def test_dicom_export_settings_are_checked_up_front():
     bad = ImageSourceInfo("dicom", 12, False, "MONOCHROME2", None, (0.0, 255.0), 10, 0)
     with pytest.raises(InputDataError, match="cannot be written back as DICOM"):
         check_dicom_export(bad, 1, None)
+
+
+def test_table_conditions_cannot_ask_for_a_protected_class(tmp_path):
+    """Wine with a target class held by 3 rows (k = 5): asking for it fails before training,
+    as an unknown label does; the common classes may be asked for."""
+    import numpy as np
+    from sklearn.datasets import load_wine
+
+    wine = load_wine(as_frame=True).frame
+    wine["grade"] = np.array(["a", "b", "c"])[wine.pop("target")]
+    wine.loc[[0, 1, 2, 60, 61], "grade"] = "z"  # 5 rows in all: about 3 land in training
+    csv = tmp_path / "wine.csv"
+    wine.to_csv(csv, index=False)
+
+    def spec(conditions):
+        return build_spec(
+            {"source": {"path": str(csv), "target": "grade"}},
+            {"sampling.conditions": conditions, "export.out": str(tmp_path / "out")},
+        )
+
+    with pytest.raises(InputDataError, match="protected class: fewer than 5 training rows"):
+        preflight(spec({"a": 10, "z": 2}))
+    with pytest.raises(InputDataError, match="'w' is not a class"):
+        preflight(spec({"w": 20}))
+    preflight(spec({"a": 10, "c": 2}))
+    assert not (tmp_path / "out").exists()
