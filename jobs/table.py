@@ -12,11 +12,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluation.suite import TableInputs
-from jobs.modality import JobSteps, LoadedSource
+from jobs.modality import JobSteps, LoadedSource, refuse_protected
 from jobs.paths import JobPaths
 from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
 from synth.config import JobSpec
+from synth.data.categories import MISSING, category_keys
 from synth.data.io import check_table, load_table
 from synth.data.parsing import check_values
 from synth.data.schema import TableSchema, infer_schema
@@ -76,7 +77,7 @@ class TableSteps(JobSteps):
     def load(self, spec: JobSpec, paths: JobPaths) -> LoadedSource:
         """Validate the source, write its schema, and fingerprint it."""
         df, schema = self.read(spec)
-        paths.work.mkdir(parents=True, exist_ok=True)
+        paths.make_private(paths.work)
         atomic_write_text(paths.schema, schema.model_dump_json(indent=1))
         summary = f"{len(df)} rows x {df.shape[1]} columns"
         return LoadedSource(file_sha256(spec.source.path), len(df), summary, paths.schema)
@@ -140,9 +141,12 @@ class TableSteps(JobSteps):
             raise InputDataError(
                 "conditions need a categorical target that the model was conditioned on"
             )
-        classes = encoder.target_classes_
+        keys = category_keys(train[schema.target]).fillna(MISSING)
+        held = keys.value_counts()
+        classes = list(held.index)
         rng = np.random.default_rng(spec.seed)
-        draw_labels(sum(conditions.values()), conditions, classes, [1] * len(classes), rng)
+        codes = draw_labels(sum(conditions.values()), conditions, classes, [1] * len(classes), rng)
+        refuse_protected(held.to_numpy()[codes], spec.privacy.rare_category_min_rows, "rows")
 
     # ---- train and sample ---------------------------------------------------------------
     model_file = "denoiser"
@@ -178,7 +182,8 @@ class TableSteps(JobSteps):
     ) -> TableInputs:
         train_df, holdout_df = self.real_frames(spec, source, split_path)
         synthetic = _head(paths.staging, spec.evaluation.max_rows)
-        return TableInputs(train_df, holdout_df, synthetic, read_schema(source.info_path))
+        schema = read_schema(source.info_path)
+        return TableInputs(train_df, holdout_df, synthetic, schema, privacy=spec.privacy)
 
     # ---- export -------------------------------------------------------------------------
     def export(
