@@ -26,6 +26,31 @@ DESCRIPTIONS: dict[str, str] = {
     "dcr_share": "Share of synthetic rows closer to train than to equal-size holdout; 0.5 ideal.",
     "nndr_low_share": "Share of synthetic rows with a holdout-5%-low NNDR (ideal 0.05).",
     "mia_auc": "Distance membership-inference attack ROC AUC (train vs holdout); 0.5 ideal.",
+    "rare_values_emitted": (
+        "Synthetic cells holding a value fewer than k training rows hold (or a number beyond the "
+        "k-th extremes): catches rare values leaking, not a common value in a rare combination."
+    ),
+    "holdout_only_values_emitted": (
+        "Synthetic cells holding a categorical value only holdout rows hold: catches values "
+        "learned outside the training split, not ones in holdout rows left out of the sample."
+    ),
+    "unique_copy_excess_lcb": (
+        "Exact copies of training rows no other real row shares, beyond the holdout's rate "
+        "(a lower confidence bound): catches singled-out people, not copies of shared rows."
+    ),
+    "unique_near_copy_excess_lcb": (
+        "Near copies of training rows no other real row shares, beyond the holdout's rate "
+        "(a lower confidence bound): catches jittered copies, not copies moved farther than "
+        "the holdout's 1st-percentile distance."
+    ),
+    "domias_auc": (
+        "Density-ratio (DOMIAS) membership attack ROC AUC, 0.5 ideal: catches extra synthetic "
+        "mass on training rows, not leaks too few to shift a kernel density."
+    ),
+    "domias_tpr_at_1pct_fpr": (
+        "The density-ratio attack's true-positive rate at 1% false positives, ~0.01 ideal: "
+        "catches a few confidently exposed members; n/a under 300 holdout rows."
+    ),
 }
 
 

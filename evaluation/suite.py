@@ -10,7 +10,7 @@ functions in `evaluation.table` and `evaluation.images`.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -37,7 +37,7 @@ from evaluation.table import (
     prepare_frames,
 )
 from evaluation.table import run_parts as run_table_parts
-from synth.config import EvaluationSpec
+from synth.config import EvaluationSpec, PrivacySpec
 from synth.data.schema import TableSchema
 from synth.errors import InputDataError
 
@@ -47,12 +47,15 @@ Parts = dict[str, dict[str, Any] | None]
 
 @dataclass
 class TableInputs:
-    """Real train and holdout rows, synthetic rows, and the schema the checks read them with."""
+    """Real train and holdout rows, synthetic rows, and the schema the checks read them with;
+    `privacy` is the rare-value protection the model was trained under (the job's spec, or the
+    export's lineage), which the rare-value check holds the synthetic rows to."""
 
     train: pd.DataFrame
     holdout: pd.DataFrame
     synthetic: pd.DataFrame
     schema: TableSchema
+    privacy: PrivacySpec = field(default_factory=PrivacySpec)
     modality: ClassVar[str] = "table"
 
 
@@ -120,7 +123,7 @@ class TableSuite:
     ) -> Parts:
         frames = prepare_frames(
             inputs.train, inputs.holdout, inputs.synthetic, inputs.schema,
-            seed=seed, max_rows=max_rows,
+            seed=seed, max_rows=max_rows, privacy=inputs.privacy,
         )  # fmt: skip
         return run_table_parts(frames, inputs.schema, names, seed=seed, progress=progress)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
+from evaluation.disclosure import RareValues, rare_values
 from evaluation.encoding import DistanceEncoder
 from evaluation.fidelity import (
     ColumnShapes,
@@ -24,8 +25,10 @@ from evaluation.fidelity import (
     pair_trends,
 )
 from evaluation.gate import GateResult, apply_gate
+from evaluation.membership import Domias, domias
 from evaluation.privacy import Privacy, membership_risk, privacy_distances
-from synth.config import Thresholds
+from evaluation.unique_copies import UniqueCopies, unique_copies
+from synth.config import PrivacySpec, Thresholds
 from synth.data.schema import TableSchema
 from synth.errors import InputDataError
 
@@ -39,6 +42,9 @@ class TableEvaluation(BaseModel):
     detection: Detection
     efficacy: Efficacy | None
     privacy: Privacy
+    rare_values: RareValues
+    unique_copies: UniqueCopies
+    domias: Domias
     gate: GateResult
     kinds: dict[str, str]
     seed: int
@@ -73,6 +79,10 @@ class TableEvaluation(BaseModel):
                 "median_dcr_holdout": self.privacy.median_dcr_holdout,
                 "dcr_histogram": self.privacy.dcr_histogram.model_dump(),
             },
+            # column names and counts only: never a value
+            "rare_values": self.rare_values.model_dump(),
+            "unique_copies": self.unique_copies.model_dump(),
+            "domias": self.domias.model_dump(),
             "seed": self.seed,
         }
         return json_safe(out)
@@ -116,6 +126,8 @@ class EvalFrames:
     synthetic: pd.DataFrame
     train_same_size: pd.DataFrame
     n_synthetic_total: int
+    privacy: PrivacySpec = field(default_factory=PrivacySpec)
+    """The rare-value protection the model was trained under (`k`, the rare label)."""
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -135,16 +147,20 @@ def prepare_frames(
     *,
     seed: int = 0,
     max_rows: int = 10_000,
+    privacy: PrivacySpec | None = None,
 ) -> EvalFrames:
     """Check the columns and subsample synthetic and holdout to `max_rows` and train to the
-    synthetic size (for the fitted checks), in a fixed order from one seeded generator."""
+    synthetic size (for the fitted checks), in a fixed order from one seeded generator.
+    `privacy` is the protection the rare-value check holds the synthetic rows to."""
     _check_columns(schema, train=train, holdout=holdout, synthetic=synthetic)
     rng = np.random.default_rng(seed)
     n_synthetic_total = len(synthetic)
     synthetic = _sample(synthetic, max_rows, rng)
     holdout = _sample(holdout, max_rows, rng)
     train_same_size = _sample(train, len(synthetic), rng)
-    return EvalFrames(train, holdout, synthetic, train_same_size, n_synthetic_total)
+    return EvalFrames(
+        train, holdout, synthetic, train_same_size, n_synthetic_total, privacy or PrivacySpec()
+    )
 
 
 # Metric groups that run apart (a Prefect task each): frames -> JSON-able numbers only.
@@ -175,6 +191,22 @@ def _membership(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]
     return membership_risk(f.train, f.holdout, f.synthetic, schema, seed=seed)
 
 
+def _rare_values(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    p = f.privacy
+    return rare_values(
+        f.train, f.holdout, f.synthetic, schema,
+        k=p.rare_category_min_rows, label=p.rare_category_label,
+    ).model_dump()  # fmt: skip
+
+
+def _unique_copies(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    return unique_copies(f.train, f.holdout, f.synthetic, schema).model_dump()
+
+
+def _domias(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    return domias(f.train, f.holdout, f.synthetic, schema, seed=seed).model_dump()
+
+
 EVALUATION_PARTS: dict[str, Callable[[EvalFrames, TableSchema, int], dict[str, Any] | None]] = {
     "column_shapes": _column_shapes,
     "pair_trends": _pair_trends,
@@ -182,6 +214,9 @@ EVALUATION_PARTS: dict[str, Callable[[EvalFrames, TableSchema, int], dict[str, A
     "ml_efficacy": _ml_efficacy,
     "privacy_distances": _privacy_distances,
     "membership": _membership,
+    "rare_values": _rare_values,
+    "unique_copies": _unique_copies,
+    "domias": _domias,
 }
 """Independent metric groups, by name. Each is deterministic in (frames, schema, seed)."""
 
@@ -230,6 +265,9 @@ def combine_parts(
     privacy = Privacy.model_validate(
         {**(parts["privacy_distances"] or {}), **(parts["membership"] or {})}
     )
+    rare = RareValues.model_validate(parts["rare_values"])
+    copies = UniqueCopies.model_validate(parts["unique_copies"])
+    attack = Domias.model_validate(parts["domias"])
 
     metrics: dict[str, float | int | None] = {
         "column_shapes": shapes.score,
@@ -247,6 +285,16 @@ def combine_parts(
         "dcr_share": privacy.dcr_share,
         "nndr_low_share": privacy.nndr_low_share,
         "mia_auc": privacy.mia_auc,
+        "rare_values_emitted": rare.rare_values_emitted,
+        "holdout_only_values_emitted": rare.holdout_only_values_emitted,
+        "unique_copy_rate": copies.unique_copy_rate,
+        "holdout_unique_copy_rate": copies.holdout_unique_copy_rate,
+        "unique_copy_excess_lcb": copies.unique_copy_excess_lcb,
+        "unique_near_copy_rate": copies.unique_near_copy_rate,
+        "holdout_unique_near_copy_rate": copies.holdout_unique_near_copy_rate,
+        "unique_near_copy_excess_lcb": copies.unique_near_copy_excess_lcb,
+        "domias_auc": attack.domias_auc,
+        "domias_tpr_at_1pct_fpr": attack.domias_tpr_at_1pct_fpr,
         "n_train": sizes["n_train"],
         "n_holdout": sizes["n_holdout"],
         "n_synthetic": sizes["n_synthetic"],
@@ -265,6 +313,9 @@ def combine_parts(
         detection=detection,
         efficacy=efficacy,
         privacy=privacy,
+        rare_values=rare,
+        unique_copies=copies,
+        domias=attack,
         gate=gate,
         kinds={c.name: c.kind for c in schema.modelled},
         seed=seed,
@@ -283,6 +334,7 @@ def evaluate_table(
     progress: bool = True,
     override: bool = False,
     override_reason: str | None = None,
+    privacy: PrivacySpec | None = None,
 ) -> TableEvaluation:
     """Run every check and the gate: the `EVALUATION_PARTS` in turn, then `combine_parts`.
 
@@ -291,7 +343,9 @@ def evaluate_table(
     subsampled to the synthetic size where a model is trained on it (detection, TRTR), so the
     TSTR gap measures quality and not training-set size.
     """
-    frames = prepare_frames(train, holdout, synthetic, schema, seed=seed, max_rows=max_rows)
+    frames = prepare_frames(
+        train, holdout, synthetic, schema, seed=seed, max_rows=max_rows, privacy=privacy
+    )
     parts = run_parts(frames, schema, list(EVALUATION_PARTS), seed=seed, progress=progress)
     return combine_parts(
         parts,

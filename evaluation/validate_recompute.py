@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from evaluation import suite
 from evaluation.gate import GateResult
 from evaluation.suite import ImageInputs, TableInputs
-from synth.config import EvaluationSpec, ImageThresholds, Thresholds
+from synth.config import EvaluationSpec, ImageThresholds, PrivacySpec, Thresholds
 from synth.data.schema import ColumnOverride
 from synth.errors import InputDataError
 from synth.export.check import Check
@@ -98,6 +98,22 @@ def _column_overrides(meta: dict[str, Any]) -> dict[str, ColumnOverride]:
         ) from None
 
 
+def _privacy(meta: dict[str, Any]) -> PrivacySpec:
+    """The rare-value protection the lineage records the model was trained under, else the
+    default (an export from before protection is held to it: a rare value is a leak either way)."""
+    lineage = _lineage(meta)
+    recorded = {
+        "rare_category_min_rows": lineage.rare_category_min_rows if lineage else None,
+        "rare_category_label": lineage.rare_category_label if lineage else None,
+    }
+    try:
+        return PrivacySpec(**{k: v for k, v in recorded.items() if v is not None})
+    except ValidationError as err:
+        raise InputDataError(
+            f"the export's lineage has an unreadable privacy setting: {err}"
+        ) from None
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -131,7 +147,7 @@ def table_inputs(
     real_df, holdout_df = load_table(real), load_table(holdout)
     schema = infer_schema(real_df, _target(target, meta, report), _column_overrides(meta))
     check_values(holdout_df, [(c.name, c.kind) for c in schema.modelled], "the holdout table")
-    return TableInputs(real_df, holdout_df, read_export_rows(export), schema)
+    return TableInputs(real_df, holdout_df, read_export_rows(export), schema, _privacy(meta))
 
 
 # --------------------------------------------------------------------------- images

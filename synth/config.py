@@ -136,6 +136,21 @@ class Thresholds(_Strict):
     nndr_low_share_max: float = 0.10
     """Share of synthetic rows whose NNDR is below the holdout's 5th percentile (ideal 0.05)."""
     mia_auc_max: float = 0.60
+    rare_values_emitted_max: float = 0.0
+    """Synthetic cells holding a value fewer than `k` training rows hold, or a number outside
+    the protected bounds: protection makes these impossible, so the tolerance is zero."""
+    holdout_only_values_emitted_max: float = 0.0
+    """Synthetic cells holding a categorical value only the holdout holds."""
+    unique_copy_excess_lcb_max: float = 0.0
+    """Lower 99.9% confidence bound of the excess rate of exact copies of one-of-a-kind
+    training rows over the holdout's rate: above 0, more copies than chance explains."""
+    unique_near_copy_excess_lcb_max: float = 0.0
+    """The same for near copies (closer than the holdout's 1st percentile of non-zero
+    distances to train)."""
+    domias_auc_max: float = 0.55
+    """Density-ratio (DOMIAS-style) membership attack ROC AUC; fresh real rows score <= 0.53."""
+    domias_tpr_at_1pct_fpr_max: float = 0.05
+    """The attack's true-positive rate at 1% false positives; fresh real rows score <= 0.02."""
 
 
 class ImageThresholds(_Strict):

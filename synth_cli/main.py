@@ -369,6 +369,13 @@ def evaluate(
         list[str] | None, typer.Option("--set", help="Threshold override: --set dcr_share_max=0.55")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    rare_min_rows: Annotated[
+        int | None,
+        typer.Option(help="Tables: k of the rare-value check (default: privacy's default, 5)."),
+    ] = None,
+    rare_label: Annotated[
+        str | None, typer.Option(help="Tables: the label rare values were grouped into.")
+    ] = None,
 ) -> None:
     """Run the checks and the gate on synthetic data from any tool: exit 0 on pass, 1 on fail."""
     from evaluation import suite
@@ -382,8 +389,13 @@ def evaluate(
     for item in set_ or []:
         key, value = parse_set_option(item)
         overrides[f"evaluation.{section}.{key.removeprefix(f'evaluation.{section}.')}"] = value
-    spec = build_spec({"source": {"path": str(real)}}, overrides).evaluation
+    overrides["privacy.rare_category_min_rows"] = rare_min_rows
+    overrides["privacy.rare_category_label"] = rare_label
+    job = build_spec({"source": {"path": str(real)}}, overrides)
+    spec = job.evaluation
     inputs = readers[modality](real, holdout, synthetic, target, resolution, feature_checkpoint)
+    if modality == "table":
+        inputs.privacy = job.privacy
     evaluation = suite.evaluate(inputs, spec, seed=seed, progress=progress)
     suite.write_report(evaluation, inputs, out)
     _print_outcome(out, None)

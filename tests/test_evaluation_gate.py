@@ -20,6 +20,12 @@ GOOD: dict[str, float | None] = {
     "dcr_share": 0.50,
     "nndr_low_share": 0.05,
     "mia_auc": 0.51,
+    "rare_values_emitted": 0,
+    "holdout_only_values_emitted": 0,
+    "unique_copy_excess_lcb": -0.01,
+    "unique_near_copy_excess_lcb": -0.01,
+    "domias_auc": 0.51,
+    "domias_tpr_at_1pct_fpr": 0.01,
 }
 
 
