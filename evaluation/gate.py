@@ -17,15 +17,43 @@ from synth.errors import GateFailedError
 FIDELITY = ("column_shapes", "pair_trends", "detection_auc", "tstr_gap")
 
 DESCRIPTIONS: dict[str, str] = {
-    "column_shapes": "Mean per-column similarity (KS / TV complement); 1 = same marginals.",
-    "pair_trends": "Mean pairwise similarity (correlation / contingency); 1 = same pair trends.",
-    "detection_auc": "ROC AUC of a classifier telling real from synthetic rows; 0.5 = cannot.",
-    "tstr_gap": "Train-on-real minus train-on-synthetic score on the real holdout.",
-    "exact_copy_excess": "Synthetic rows that copy a train row exactly, minus the holdout rate.",
-    "near_copy_excess": "Synthetic rows closer to train than 99% of holdout rows, minus holdout.",
-    "dcr_share": "Share of synthetic rows closer to train than to equal-size holdout; 0.5 ideal.",
-    "nndr_low_share": "Share of synthetic rows with a holdout-5%-low NNDR (ideal 0.05).",
-    "mia_auc": "Distance membership-inference attack ROC AUC (train vs holdout); 0.5 ideal.",
+    "column_shapes": (
+        "Mean per-column similarity (KS / TV complement), 1 = same marginals: catches columns "
+        "drawn from the wrong distribution, not broken relations between columns."
+    ),
+    "pair_trends": (
+        "Mean pairwise similarity (correlation / contingency), 1 = same trends: catches lost "
+        "pairwise relations, not ones among three or more columns."
+    ),
+    "detection_auc": (
+        "ROC AUC of a classifier telling real from synthetic rows, 0.5 = cannot: catches any "
+        "pattern the classifier can learn, not flaws too rare to learn from."
+    ),
+    "tstr_gap": (
+        "Train-on-real minus train-on-synthetic score on the real holdout: catches a target "
+        "relation the synthetic rows lost, not flaws that do not affect that target."
+    ),
+    "exact_copy_excess": (
+        "Synthetic rows that copy a training row exactly, minus the holdout's rate: catches "
+        "wholesale copying, not a few copies drowned in a table's natural duplicates."
+    ),
+    "near_copy_excess": (
+        "Synthetic rows closer to train than 99% of holdout rows are, minus the holdout's "
+        "share: catches jittered copies, not leaks hidden in the distance metric's blind spots."
+    ),
+    "dcr_share": (
+        "Share of synthetic rows closer to train than to an equal-size holdout, 0.5 ideal: "
+        "catches overall drift towards the training rows, not a few copied records (weak "
+        "evidence alone: 'The DCR Delusion', ESORICS 2025)."
+    ),
+    "nndr_low_share": (
+        "Share of synthetic rows whose nearest/second-nearest distance ratio is below the "
+        "holdout's 5th percentile, ~0.05 ideal: catches rows hugging one record, not outliers."
+    ),
+    "mia_auc": (
+        "Distance-to-synthetic membership attack ROC AUC (train vs holdout), 0.5 ideal: "
+        "catches broad memorisation, not the few members a stronger attack would expose."
+    ),
     "rare_values_emitted": (
         "Synthetic cells holding a value fewer than k training rows hold (or a number beyond the "
         "k-th extremes): catches rare values leaking, not a common value in a rare combination."
@@ -50,6 +78,18 @@ DESCRIPTIONS: dict[str, str] = {
     "domias_tpr_at_1pct_fpr": (
         "The density-ratio attack's true-positive rate at 1% false positives, ~0.01 ideal: "
         "catches a few confidently exposed members; n/a under 300 holdout rows."
+    ),
+    "singling_out_risk": (
+        "Anonymeter singling-out risk: share of training records isolated by a query built "
+        "from synthetic rows, beyond the holdout's; catches copied outliers, not common rows."
+    ),
+    "linkability_risk": (
+        "Anonymeter linkability risk: records whose two column halves link through one "
+        "synthetic row, beyond the holdout's; catches whole-record copies, not partial leaks."
+    ),
+    "inference_risk": (
+        "Anonymeter attribute-inference risk, pooled over columns: secrets guessed from the "
+        "nearest synthetic row beyond the holdout's rate; cannot tell leaks from correlations."
     ),
 }
 

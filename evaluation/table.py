@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import BaseModel
 from tqdm.auto import tqdm
 
+from evaluation.anonymeter import AnonymeterRisks, anonymeter_risks
 from evaluation.disclosure import RareValues, rare_values
 from evaluation.encoding import DistanceEncoder
 from evaluation.fidelity import (
@@ -45,6 +46,7 @@ class TableEvaluation(BaseModel):
     rare_values: RareValues
     unique_copies: UniqueCopies
     domias: Domias
+    anonymeter: AnonymeterRisks
     gate: GateResult
     kinds: dict[str, str]
     seed: int
@@ -83,6 +85,7 @@ class TableEvaluation(BaseModel):
             "rare_values": self.rare_values.model_dump(),
             "unique_copies": self.unique_copies.model_dump(),
             "domias": self.domias.model_dump(),
+            "anonymeter": self.anonymeter.model_dump(),
             "seed": self.seed,
         }
         return json_safe(out)
@@ -207,6 +210,11 @@ def _domias(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
     return domias(f.train, f.holdout, f.synthetic, schema, seed=seed).model_dump()
 
 
+def _anonymeter(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    """Singling out, linkability and inference, with the holdout as the control population."""
+    return anonymeter_risks(f.train, f.holdout, f.synthetic, schema, seed=seed).model_dump()
+
+
 EVALUATION_PARTS: dict[str, Callable[[EvalFrames, TableSchema, int], dict[str, Any] | None]] = {
     "column_shapes": _column_shapes,
     "pair_trends": _pair_trends,
@@ -217,6 +225,7 @@ EVALUATION_PARTS: dict[str, Callable[[EvalFrames, TableSchema, int], dict[str, A
     "rare_values": _rare_values,
     "unique_copies": _unique_copies,
     "domias": _domias,
+    "anonymeter": _anonymeter,
 }
 """Independent metric groups, by name. Each is deterministic in (frames, schema, seed)."""
 
@@ -268,6 +277,7 @@ def combine_parts(
     rare = RareValues.model_validate(parts["rare_values"])
     copies = UniqueCopies.model_validate(parts["unique_copies"])
     attack = Domias.model_validate(parts["domias"])
+    risks = AnonymeterRisks.model_validate(parts["anonymeter"])
 
     metrics: dict[str, float | int | None] = {
         "column_shapes": shapes.score,
@@ -295,6 +305,10 @@ def combine_parts(
         "unique_near_copy_excess_lcb": copies.unique_near_copy_excess_lcb,
         "domias_auc": attack.domias_auc,
         "domias_tpr_at_1pct_fpr": attack.domias_tpr_at_1pct_fpr,
+        # the stronger of the two singling-out attacks; each risk as its point estimate
+        "singling_out_risk": max(risks.singling_out.risk, risks.singling_out_univariate.risk),
+        "linkability_risk": risks.linkability.risk,
+        "inference_risk": risks.inference.risk,
         "n_train": sizes["n_train"],
         "n_holdout": sizes["n_holdout"],
         "n_synthetic": sizes["n_synthetic"],
@@ -316,6 +330,7 @@ def combine_parts(
         rare_values=rare,
         unique_copies=copies,
         domias=attack,
+        anonymeter=risks,
         gate=gate,
         kinds={c.name: c.kind for c in schema.modelled},
         seed=seed,

@@ -151,6 +151,14 @@ class Thresholds(_Strict):
     """Density-ratio (DOMIAS-style) membership attack ROC AUC; fresh real rows score <= 0.53."""
     domias_tpr_at_1pct_fpr_max: float = 0.05
     """The attack's true-positive rate at 1% false positives; fresh real rows score <= 0.02."""
+    singling_out_risk_max: float = 0.10
+    """Anonymeter singling-out risk (the stronger of the univariate and multivariate attacks):
+    the share of training records a query built from synthetic rows isolates, beyond the
+    holdout's share. Fresh real rows score <= 0.03 on the test tables."""
+    linkability_risk_max: float = 0.10
+    """Anonymeter linkability risk: records whose two halves link through one synthetic row."""
+    inference_risk_max: float = 0.10
+    """Anonymeter attribute-inference risk, pooled over every column as the secret."""
 
 
 class ImageThresholds(_Strict):

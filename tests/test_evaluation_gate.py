@@ -26,6 +26,9 @@ GOOD: dict[str, float | None] = {
     "unique_near_copy_excess_lcb": -0.01,
     "domias_auc": 0.51,
     "domias_tpr_at_1pct_fpr": 0.01,
+    "singling_out_risk": 0.0,
+    "linkability_risk": 0.01,
+    "inference_risk": 0.02,
 }
 
 
