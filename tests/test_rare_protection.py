@@ -187,3 +187,19 @@ def test_too_few_training_rows_for_k_is_a_clear_error(ames_split):
     train, _ = ames_split
     with pytest.raises(InputDataError, match="rare_category_min_rows=50 needs at least 100"):
         fit(train.iloc[:60], 50)
+
+
+def test_the_model_and_the_rare_value_check_agree(ames_split):
+    """The encoder and `synth.data.rare` (what the gate's check allows) must draw the same
+    line: every category the model may emit is allowed, and every bound is the same."""
+    from synth.data.rare import protected_values
+
+    train, _ = ames_split
+    schema = infer_schema(train).structure()
+    enc = TableEncoder(schema, min_rows=5).fit(train)
+    allowed = protected_values(train, schema, 5, "_RARE_")
+    for name in enc.cat_columns_:
+        emitted = {category_key(c) for c in enc.categories_[name]} - {"_RARE_", "__missing__"}
+        assert emitted == set(allowed.categories[name]), name
+    for name in enc.num_columns_:
+        assert enc.bounds_[name] == pytest.approx(allowed.bounds[name]), name

@@ -56,6 +56,13 @@ def protected_bounds(values: pd.Series, spec: ColumnSpec, k: int) -> tuple[float
     present = present[~np.isnan(present)]
     if len(present) < k and (spec.min is None or spec.max is None):
         return None
+    return kth_bounds(present, spec, k)
+
+
+def kth_bounds(present: np.ndarray, spec: ColumnSpec, k: int) -> tuple[float, float]:
+    """The bounds of sorted, present values (at least `k` of them, unless the schema declares
+    both): the `k`-th smallest and largest, so no single most extreme record sets one; a bound
+    the schema declares wins."""
     lo = float(spec.min) if spec.min is not None else float(present[k - 1])
     hi = float(spec.max) if spec.max is not None else float(present[-k])
     return lo, max(lo, hi)

@@ -29,6 +29,7 @@ from sklearn.preprocessing import QuantileTransformer
 
 from synth.data.categories import MISSING, category_key, category_keys
 from synth.data.parsing import epoch_ns, locate, parse_numbers
+from synth.data.rare import common_categories, kth_bounds, numeric_like
 from synth.data.schema import ColumnSpec, Scalar, TableSchema
 from synth.errors import BadValueError, InputDataError, NotFittedError
 
@@ -126,7 +127,7 @@ class TableEncoder:
                     f"rare-value protection (k={k}) needs at least {2 * k}: fill it, or make "
                     "it categorical"
                 )
-            self.bounds_[name] = _protected_bounds(present, self.schema.column(name), k)
+            self.bounds_[name] = kth_bounds(present, self.schema.column(name), k)
             self.fill_values_[name] = float(_middle(present, k).mean())
             nums.append(np.where(np.isnan(values[name]), self.fill_values_[name], values[name]))
         self.quantile_: QuantileTransformer | None = None
@@ -272,8 +273,7 @@ def _protected_categories(
     column has missing values (or grouped rare values into one). Values held by fewer than
     `k` rows are grouped: returns (categories, how many distinct values were grouped)."""
     keys = category_keys(values)
-    counts = keys.value_counts(dropna=True)
-    common = set(counts.index[counts >= k])
+    common = common_categories(values, k)
     firsts = keys.dropna().drop_duplicates()  # each key's first row, in row order
     raw = pd.Series(values).to_numpy(dtype=object)
     first: dict[str, Any] = {
@@ -282,8 +282,8 @@ def _protected_categories(
         if key in common
     }
     categories: list[Any] = [first[key] for key in sorted(first)]
-    grouped = int(len(counts) - len(common))
-    text = not _numeric_like(spec)
+    grouped = int(keys.nunique(dropna=True) - len(common))
+    text = not numeric_like(spec)
     missing = bool(keys.isna().any())
     if grouped and not text:
         missing = True
@@ -299,25 +299,6 @@ def _protected_categories(
 def _plain(value: Any) -> Any:
     """numpy scalars -> Python ones, so the categories save as JSON."""
     return value.item() if isinstance(value, np.generic) else value
-
-
-def _numeric_like(spec: ColumnSpec) -> bool:
-    """A column whose source type has no room for a text label (numbers, booleans)."""
-    try:
-        dtype = pd.api.types.pandas_dtype(spec.dtype)
-    except TypeError:
-        return False
-    if isinstance(dtype, pd.CategoricalDtype):
-        return False
-    return pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
-
-
-def _protected_bounds(present: np.ndarray, spec: ColumnSpec, k: int) -> tuple[float, float]:
-    """The `k`-th smallest and largest training values (sorted `present`): no single most
-    extreme record sets a bound. A bound the user declared in the schema wins."""
-    lo = float(present[k - 1]) if spec.min is None else float(spec.min)
-    hi = float(present[-k]) if spec.max is None else float(spec.max)
-    return lo, max(lo, hi)
 
 
 def _middle(present: np.ndarray, k: int) -> np.ndarray:
