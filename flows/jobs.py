@@ -72,6 +72,14 @@ def synth_job(
 ) -> dict[str, Any] | State:
     """Run one job into `output_root/runs/<run id>`, or reuse the last good export of the
     same source and spec (`force` retrains anyway)."""
+    return run_in_root(spec, output_root, force, progress)
+
+
+def run_in_root(
+    spec: JobSpec, output_root: str, force: bool, progress: bool
+) -> dict[str, Any] | State:
+    """The body of a job flow run (`synth-job`, `synth-request`): the run directory keyed by
+    the current flow run's id, its manifest, and the cache."""
     root = OutputRoot(output_root)
     run_id = str(flow_run.id or uuid.uuid4())
     manifest = RunManifest(

