@@ -218,13 +218,21 @@ def request(
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
     deployment: Annotated[
         str | None,
-        typer.Option(help="Submit to this deployment (e.g. synth-job/requests) and return."),
+        typer.Option(help="Submit to this deployment (e.g. synth-request/requests) and return."),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            help="Request policy to check against (default: $SYNTH_REQUEST_POLICY; with "
+            "--deployment, the deployment's own when readable here)."
+        ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if a cached export matches.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Ask for a synthetic dataset: validated first, then run (or submitted) as a flow run."""
-    from jobs.request import load_request
+    """Ask for a synthetic dataset: checked against the request policy first, then run (or
+    submitted) as a flow run."""
+    from jobs.request import load_request, request_policy
 
     req = load_request(
         request_file,
@@ -239,21 +247,32 @@ def request(
         output_root=str(root) if root else None,
         seed=seed,
     )
-    spec = req.to_job_spec()
-    output_root = str(req.output_root.resolve())
-    _preflight(spec)
     if deployment:
-        from prefect.deployments import run_deployment
-
-        flow_run = run_deployment(
-            deployment,
-            parameters={"spec": spec.model_dump(mode="json"), "output_root": output_root},
-            timeout=0,
-        )
-        console.print(f"submitted: flow run [bold]{flow_run.name}[/] ({flow_run.id})")
-        console.print(f"follow it with: synth runs --root {output_root}")
+        _submit_request(req, deployment, policy)
         return
-    run_request(spec, output_root, force=force, progress=progress)
+    rules = request_policy(policy)
+    spec = rules.job_spec(req)
+    _preflight(spec)
+    run_request(spec, str(rules.output_root(req)), force=force, progress=progress)
+
+
+def _submit_request(req: Any, deployment: str, policy: Path | None) -> None:
+    """Hand the request (not a job spec) to a deployment, which checks it against its own
+    policy. The same check runs here first when that policy can be read here."""
+    from prefect.deployments import run_deployment
+
+    from flows.synth_request import deployment_policy_for
+    from jobs.request import RequestPolicy
+
+    rules = RequestPolicy.load(policy) if policy else deployment_policy_for(deployment)
+    output_root = req.output_root.resolve() if req.output_root else None
+    if rules is not None:
+        _preflight(rules.job_spec(req))
+        output_root = rules.output_root(req)
+    flow_run = run_deployment(deployment, parameters={"request": req.to_parameters()}, timeout=0)
+    console.print(f"submitted: flow run [bold]{flow_run.name}[/] ({flow_run.id})")
+    if output_root is not None:
+        console.print(f"follow it with: synth runs --root {output_root}")
 
 
 def _relative(path: str | None, root: Path) -> str:
