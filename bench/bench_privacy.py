@@ -11,7 +11,8 @@ then planted into it, replacing a share of its rows:
 
 * `unique_copies`: exact copies of training rows that no other real row shares (grouped too:
   a memorising but protected model);
-* `noisy_copies`: the same, with every number moved by 1% of its column's spread;
+* `noisy_copies`: the same, with every number moved by 1% of its column's spread (then
+  clipped to the protected bounds, as the model would);
 * `rare_values`: one cell per leaking row set to a categorical value fewer than k training
   rows hold, or a number below the k-th smallest training value (one of the k-1 smallest):
   what protection makes impossible, so a bypassed or broken protection.
@@ -115,6 +116,8 @@ def plant(
             noise = rng.normal(0.0, 0.01 * spread, n)
             values = pd.to_numeric(leaked[spec.name], errors="coerce") + noise
             leaked[spec.name] = values.round() if spec.integer else values
+        # what a protected model would emit: clipped to the protected bounds
+        leaked = group_rare_values(leaked, train, schema, K, LABEL)
     for column in out.columns:
         out[column] = out[column].astype(object)
     out.iloc[where] = leaked[out.columns].to_numpy(dtype=object)
