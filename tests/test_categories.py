@@ -83,6 +83,8 @@ def test_model_and_checks_see_the_same_categories(clean, mixed, schema):
 
 
 def test_categories_sharing_a_key_keep_the_first(clean):
+    """Categories come from the training rows, one per key: the first value seen wins, in key
+    order, whatever the schema lists (here a list in another order and with other types)."""
     flag = ColumnSpec(
         name="flag", kind="categorical", dtype="object", nullable=True, categories=[1, True, "1", 0]
     )
@@ -90,15 +92,21 @@ def test_categories_sharing_a_key_keep_the_first(clean):
         name="target", kind="categorical", dtype="int64", categories=[0, "0", 1, 1.0]
     )
     schema = TableSchema(columns=[flag, target], target="target")
-    enc = ModelEncoder(schema).fit(clean)
-    assert enc.categories_["flag"] == [1, 0, MISSING]
+    train = clean.assign(flag=clean["flag"].astype(object))
+    train.loc[1, "flag"] = True  # the first 1-like value in row order, before any 1.0
+    assert category_key(train.loc[0, "flag"]) == "__missing__"
+    assert train.loc[1:, "flag"].dropna().iloc[0] is True
+    enc = ModelEncoder(schema).fit(train)
+    first_zero = train["flag"].dropna()[train["flag"].dropna() == 0].iloc[0]
+    assert enc.categories_["flag"] == [first_zero, True, MISSING]
     assert enc.target_classes_ == [0, 1]
     assert enc.num_classes == [3]
     df = pd.DataFrame({"flag": [True, "1", 0, None], "target": [1.0, "0", True, 0]})
     e = enc.transform(df)
-    assert e.x_cat[:, 0].tolist() == [0, 0, 1, 2] and e.y.tolist() == [1, 0, 1, 0]
+    assert e.x_cat[:, 0].tolist() == [1, 1, 0, 2] and e.y.tolist() == [1, 0, 1, 0]
     back = enc.inverse_transform(e)
-    assert back["flag"].tolist() == [1, 1, 0, None] and back["target"].tolist() == [1, 0, 1, 0]
+    assert back["flag"].tolist() == [True, True, 0.0, None]
+    assert back["target"].tolist() == [1, 0, 1, 0]
 
 
 def test_condition_labels_match_classes_by_key():
