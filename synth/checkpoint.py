@@ -79,6 +79,7 @@ def save_checkpoint(
     directory = Path(directory)
     tmp = directory.parent / f".{directory.name}.ckpt-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     tmp.mkdir(mode=0o700)  # it becomes the model folder: the owner's alone from the start
     tmp.chmod(0o700)  # whatever the umask
     ts = tmp / STATE_DIR

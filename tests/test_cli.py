@@ -139,25 +139,25 @@ def real_split(churn, tmp_path_factory):
 
 
 def test_evaluate_passes_fresh_real_rows(real_split, tmp_path):
-    paths, _ = real_split
+    """Fresh real rows, with their rare values grouped as a protected model (k = 5) emits
+    them, pass; the raw fresh rows hold values fewer than 5 training rows hold, and fail."""
+    from synth.data.rare import group_rare_values
+    from synth.data.schema import infer_schema
+
+    paths, parts = real_split
+    schema = infer_schema(parts["train"], target="churn").structure()
+    protected = group_rare_values(parts["fresh"], parts["train"], schema, 5, "_RARE_")
+    protected_path = tmp_path / "protected.csv"
+    protected.to_csv(protected_path, index=False)
+    args = ["--real", str(paths["train"]), "--holdout", str(paths["holdout"]), "--target"]
+    args += ["churn", "--no-progress"]
     out = tmp_path / "report"
-    r = _run(
-        "evaluate",
-        "--real",
-        str(paths["train"]),
-        "--holdout",
-        str(paths["holdout"]),
-        "--synthetic",
-        str(paths["fresh"]),
-        "--target",
-        "churn",
-        "--out",
-        str(out),
-        "--no-progress",
-    )
+    r = _run("evaluate", *args, "--synthetic", str(protected_path), "--out", str(out))
     assert r.exit_code == 0, r.output
     assert "PASSED" in r.output and "dcr_share" in r.output
     assert (out / "report.json").is_file() and (out / "report.html").is_file()
+    raw = _run("evaluate", *args, "--synthetic", str(paths["fresh"]), "--out", str(tmp_path / "r"))
+    assert raw.exit_code == 1 and "rare_values_emitted" in raw.output
 
 
 def test_evaluate_fails_planted_copies(real_split, tmp_path):

@@ -167,6 +167,9 @@ def test_two_runs_of_one_job_at_once_both_publish_whole(prefect_server, churn_cs
     root = tmp_path / "root"
     args = ["request", "--data", str(churn_csv), "--target", "churn", "--rows", "600"]
     args += ["--name", "same-job", "--root", str(root), "--base", str(tmp_path / "base.yaml")]
+    # the platform's policy: job specs from this folder, sources and outputs anywhere
+    (tmp_path / "policy.yaml").write_text(f"spec_dir: {tmp_path}\n")
+    args += ["--policy", str(tmp_path / "policy.yaml")]
     (tmp_path / "base.yaml").write_text(
         "source: {path: unused}\nmodel: {hidden_dims: [64, 64]}\n"
         "training: {steps: 150, batch_size: 256}\n"
