@@ -116,6 +116,13 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
 
     text, n_artifacts = _flow_text(state.state_details.flow_run_id)
     assert n_artifacts >= 2 and "dcr_share" in text
+    # every gated check reaches the Prefect artifacts, the issue-9 privacy checks included
+    for check in report["gate"]["checks"]:
+        assert f"| {check['name']} |" in text, check["name"]
+    for name in ("rare_values_emitted", "unique_copy_excess_lcb", "domias_tpr_at_1pct_fpr",
+                 "singling_out_risk", "linkability_risk", "inference_risk"):  # fmt: skip
+        assert name in text
+    assert report["extra"]["protection"]["rare_category_min_rows"] == 5
     leaked = [v for v in REAL_VALUES if v in text]
     assert not leaked, f"real values reached Prefect logs/artifacts: {leaked}"
 
