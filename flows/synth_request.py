@@ -23,6 +23,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
 from flows.jobs import run_in_root
+from jobs.guard import run_step
 from jobs.request import (
     DEPLOYMENT_POLICY,
     POLICY_ENV,
@@ -30,6 +31,7 @@ from jobs.request import (
     deployment_policy,
     request_from_parameters,
 )
+from synth.config import JobSpec
 from synth.errors import ConfigError, SynthError
 
 REQUEST_REFUSED = "RequestRefused"
@@ -49,15 +51,19 @@ def synth_request(request: dict[str, Any], force: bool = False) -> dict[str, Any
     """Check a request against this deployment's policy, build its job spec here, and run it
     into `<output root>/runs/<run id>` (or reuse the last good export, as `synth-job` does)."""
     try:
-        policy = deployment_policy()
-        req = request_from_parameters(request)
-        spec = policy.job_spec(req)
-        output_root = policy.output_root(req)
+        spec, output_root = run_step("request check", _decide, request)
     except SynthError as err:
         message = f"request refused: {err}"
         get_run_logger().error(message)
         return Failed(name=REQUEST_REFUSED, message=message)
     return run_in_root(spec, str(output_root), force, progress=False)
+
+
+def _decide(request: dict[str, Any]) -> tuple[JobSpec, Path]:
+    """The job spec and output root this deployment's policy makes of `request`."""
+    policy = deployment_policy()
+    req = request_from_parameters(request)
+    return policy.job_spec(req), policy.output_root(req)
 
 
 def deployment_policy_for(name: str) -> RequestPolicy | None:
