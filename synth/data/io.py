@@ -15,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import IO, Literal
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -235,6 +236,24 @@ def _read_hf(path: Path) -> pd.DataFrame:
         ) from None
 
 
+_NESTED = (list, tuple, dict, set, np.ndarray)
+
+
+def _raise_on_nested(df: pd.DataFrame, path: Path) -> None:
+    """A list, struct or map column (Parquet, Hugging Face) has no one value per cell that a
+    table model could learn: refuse it by name, rather than drop the user's data unasked."""
+    for name in df.columns:
+        column = df[name]
+        if column.dtype != object:
+            continue
+        if column.map(lambda v: isinstance(v, _NESTED)).any():
+            raise InputDataError(
+                f"column {str(name)!r} of {_name(path)} holds lists or structs (nested values), "
+                "which a table model cannot learn: flatten it into plain columns, or drop it, "
+                "and run again"
+            )
+
+
 def load_table(path: str | os.PathLike[str], format: Format = "auto") -> pd.DataFrame:
     """Read the protected table; `format="auto"` picks the reader by suffix or directory."""
     path = Path(path)
@@ -251,6 +270,7 @@ def load_table(path: str | os.PathLike[str], format: Format = "auto") -> pd.Data
     else:
         raise InputDataError(f"unknown source.format {format!r}: use auto, csv, parquet or hf")
     _raise_on_duplicates([str(c) for c in df.columns], path)
+    _raise_on_nested(df, path)
     if df.shape[1] == 0:
         raise InputDataError(f"{_name(path)} has no columns: export the table with its columns")
     if len(df) == 0:

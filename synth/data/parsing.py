@@ -164,6 +164,21 @@ def parse_numbers(
     return parsed
 
 
+def check_finite(values: pd.Series, column: str) -> None:
+    """Raise on the first infinite number (inf or -inf): a model of real values cannot fit it,
+    and an inf would otherwise fail deep in training with the column unnamed."""
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    hits = np.flatnonzero(np.isinf(numbers))
+    if hits.size:
+        raise _bad_value(
+            column,
+            values,
+            int(hits[0]),
+            "a finite number (not inf or -inf)",
+            "fix or blank that cell",
+        ) from None
+
+
 def check_values(df: pd.DataFrame, columns: list[tuple[str, str]], table: str = "") -> None:
     """Every (name, kind) column of `df` that is numeric or datetime parses as such, checked
     on the whole table as read, so an error names the row of the file (a split's rows are
@@ -177,7 +192,7 @@ def check_values(df: pd.DataFrame, columns: list[tuple[str, str]], table: str = 
             if kind == "datetime":
                 epoch_ns(df[name], name)
             elif kind == "numeric":
-                parse_numbers(df[name], name)
+                check_finite(parse_numbers(df[name], name), name)
         except BadValueError as err:
             if not table:
                 raise
