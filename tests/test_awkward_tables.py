@@ -11,6 +11,9 @@ import pandas as pd
 from sklearn.datasets import load_breast_cancer, load_wine
 from typer.testing import CliRunner
 
+from jobs.preflight import preflight
+from jobs.table import TableSteps
+from synth.config import build_spec
 from synth_cli.main import EXIT_BAD_INPUT, app
 
 
@@ -54,3 +57,69 @@ def test_a_list_or_struct_column_in_parquet_is_named(tmp_path):
     cancer.drop(columns="readings").to_parquet(parquet)
     line = _refused(parquet, tmp_path / "out", "--target", "target")
     assert "column 'visit'" in line and "lists or structs" in line
+
+
+def test_a_single_class_target_is_named(tmp_path):
+    wine = _wine()
+    wine["grade"] = "a"
+    csv = tmp_path / "wine.csv"
+    wine.to_csv(csv, index=False)
+    line = _refused(csv, tmp_path / "out", "--target", "grade")
+    assert "target 'grade' has one class; a conditional model needs at least two" in line
+
+
+def test_a_column_mixing_numbers_and_text_is_named_not_made_an_id(tmp_path, churn):
+    table = churn.copy()
+    table["monthly_charges"] = table["monthly_charges"].astype(object)
+    table.loc[[120, 3000], "monthly_charges"] = "unknown"  # a code among numbers
+    csv = tmp_path / "churn.csv"
+    table.to_csv(csv, index=False)
+    line = _refused(csv, tmp_path / "out", "--target", "churn")
+    assert "column 'monthly_charges', row 121" in line
+    assert "mixing numbers and text" in line and "unknown" not in line
+    # The fixes the message names work: a kind override, or blanking the text cells.
+    spec = build_spec(
+        {"source": {"path": str(csv), "target": "churn"}},
+        {"export.out": str(tmp_path / "out2"), "source.columns": {
+            "monthly_charges": {"kind": "id"}}},
+    )  # fmt: skip
+    preflight(spec)
+    table.loc[[120, 3000], "monthly_charges"] = None
+    table.to_csv(csv, index=False)
+    schema = TableSteps().read(build_spec({"source": {"path": str(csv), "target": "churn"}}))[1]
+    assert schema.column("monthly_charges").kind == "numeric"
+
+
+def test_a_target_with_500_classes_is_categorical(tmp_path, churn):
+    table = churn.drop(columns="churn")
+    table["segment"] = [f"s{i % 500:03d}" for i in range(len(table))]
+    csv = tmp_path / "churn.csv"
+    table.to_csv(csv, index=False)
+    spec = build_spec(
+        {"source": {"path": str(csv), "target": "segment"}},
+        {"export.out": str(tmp_path / "out")},
+    )
+    schema = TableSteps().read(spec)[1]
+    assert schema.target_kind == "categorical"
+    preflight(spec)  # load, split and check pass
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_target_past_the_class_limit_states_the_limit(tmp_path, churn):
+    table = churn.drop(columns="churn")
+    table["segment"] = [f"s{i % 3000:04d}" for i in range(len(table))]
+    csv = tmp_path / "churn.csv"
+    table.to_csv(csv, index=False)
+    line = _refused(csv, tmp_path / "out", "--target", "segment")
+    assert "target 'segment' has 3000 classes; at most 1000 are supported" in line
+
+
+def test_integers_beyond_2_to_the_53_are_refused_not_rounded(tmp_path):
+    wine = _wine()
+    wine["account"] = 2**53 + np.arange(len(wine)) % 40  # 2**53 + 1 has no float64
+    csv = tmp_path / "wine.csv"
+    wine.to_csv(csv, index=False)
+    assert pd.read_csv(csv)["account"].dtype == np.int64
+    line = _refused(csv, tmp_path / "out", "--target", "grade")
+    assert "column 'account' holds integers beyond 2**53" in line
+    assert str(2**53) not in line

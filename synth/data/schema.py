@@ -24,6 +24,11 @@ MAX_INTEGER_CATEGORIES = 10
 MAX_STRING_CATEGORIES = 100
 # Below this many rows a column of unique values is not called an ID (too little evidence).
 MIN_ROWS_FOR_ID = 20
+# A text target is categorical up to this many classes (other text columns stop at
+# MAX_STRING_CATEGORIES); a target with more is refused with this limit named.
+MAX_TARGET_CLASSES = 1000
+# Integers beyond this lose exactness as float64, the model's number type.
+MAX_EXACT_INTEGER = 2**53
 
 
 class ColumnSpec(BaseModel):
@@ -184,11 +189,23 @@ def infer_schema(
     if unknown:
         raise InputDataError(f"schema overrides name columns not in the table: {unknown}")
 
+    if target is not None and df[target].dropna().nunique() == 1:
+        raise InputDataError(
+            f"target {target!r} has one class; a conditional model needs at least two: pick "
+            "another source.target, or leave it unset to model the table unconditionally"
+        )
+
     columns = []
     for name in df.columns:
         spec = _infer_column(str(name), df[name])
-        if name in overrides:
-            spec = _apply_override(spec, overrides[name], df[name])
+        override = overrides.get(name)
+        if override is not None:
+            spec = _apply_override(spec, override, df[name])
+        if override is None or override.kind is None:
+            if name == target:
+                spec = _target_classes(spec, df[name])
+            _refuse_mixed_numbers(spec, df[name])
+        _refuse_inexact_integers(spec, df[name])
         columns.append(spec)
 
     if target is not None:
@@ -199,6 +216,67 @@ def infer_schema(
                 f"categorical (override its kind under source.columns.{target}.kind)"
             )
     return TableSchema(columns=columns, target=target)
+
+
+def _target_classes(spec: ColumnSpec, s: pd.Series) -> ColumnSpec:
+    """A text target with repeated values is categorical up to MAX_TARGET_CLASSES classes
+    (past the MAX_STRING_CATEGORIES that make other text columns IDs); beyond, refused."""
+    if spec.kind != "id" or pd.api.types.is_numeric_dtype(s.dtype):
+        return spec
+    present = s.dropna()
+    n_classes = int(present.nunique())
+    if n_classes == len(present):
+        return spec  # a different value in every row: an ID, refused as a target below
+    if n_classes > MAX_TARGET_CLASSES:
+        raise InputDataError(
+            f"target {spec.name!r} has {n_classes} classes; at most {MAX_TARGET_CLASSES} are "
+            "supported: group its classes, or pick another source.target"
+        )
+    categories = _sorted_categories(present)
+    return spec.model_copy(update={"kind": "categorical", "categories": categories})
+
+
+def _refuse_mixed_numbers(spec: ColumnSpec, s: pd.Series) -> None:
+    """A text column whose values are mostly numbers, with some text ("n/a", "unknown", a
+    code), would otherwise become an ID and be replaced: name its first text cell instead."""
+    if spec.kind != "id" or pd.api.types.is_numeric_dtype(s.dtype):
+        return
+    present = s.dropna()
+    numbers = pd.to_numeric(present.astype(object), errors="coerce")
+    share = float(numbers.notna().mean())
+    if 0.5 <= share < 1.0:
+        parse_numbers(
+            present,
+            spec.name,
+            expected="a number (most of the column is numbers; a column mixing numbers and "
+            "text is not guessed at)",
+            fix=f"fix or blank that cell, or set source.columns.{spec.name}.kind to "
+            "categorical or id",
+        )
+
+
+def _refuse_inexact_integers(spec: ColumnSpec, s: pd.Series) -> None:
+    """The model works in float64: an integer beyond 2**53 would come out changed."""
+    if spec.kind not in ("numeric", "categorical") or not pd.api.types.is_numeric_dtype(s.dtype):
+        return
+    if pd.api.types.is_bool_dtype(s.dtype):
+        return
+    values = s.dropna()
+    if values.empty:
+        return
+    if pd.api.types.is_integer_dtype(values.dtype):
+        big = bool((values.abs() > MAX_EXACT_INTEGER).any())  # exact in int64/uint64
+    elif not spec.integer:
+        return  # large floats are not integers that lost their digits
+    else:
+        f = values.to_numpy(dtype=float)
+        big = bool(np.any((np.abs(f) > MAX_EXACT_INTEGER) & (np.mod(f, 1) == 0)))
+    if big:
+        raise InputDataError(
+            f"column {spec.name!r} holds integers beyond 2**53, which the model's float64 "
+            "numbers cannot keep exact: store the column as text, or set "
+            f"source.columns.{spec.name}.kind to id"
+        )
 
 
 def _apply_override(spec: ColumnSpec, o: ColumnOverride, s: pd.Series) -> ColumnSpec:
