@@ -19,14 +19,14 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from synth.errors import SynthError
+from synth.errors import InternalError, SynthError
 
 DEBUG_ENV = "SYNTH_DEBUG"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class StepFailedError(SynthError):
+class StepFailedError(InternalError):
     """A job step failed with an unexpected error; the message names only the step and the
     error's type (its text can quote data values)."""
 

@@ -28,3 +28,8 @@ class GateFailedError(SynthError):
 
 class JobBusyError(SynthError):
     """Another run holds the job's output directory."""
+
+
+class InternalError(SynthError):
+    """Not the input's fault: an unexpected error inside a step, or infrastructure (the
+    orchestration server) that failed. The CLI exits with its own code (3) for these."""

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from synth.config import JobSpec
-from synth.errors import GateFailedError, SynthError
+from synth.errors import GateFailedError, InternalError, SynthError
 
 app = typer.Typer(
     add_completion=False,
@@ -29,9 +29,14 @@ err_console = Console(stderr=True)
 # No phoning home (the protected data's host may have no network), and no telemetry writes
 # racing on the ephemeral server's SQLite file when two jobs run at once.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# Prefect gives its temporary server 20 s to start; a busy 2-core machine needs more.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")
 
+EXIT_OK = 0
 EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+"""Not the input's fault: an unexpected error, or the orchestration server failed."""
 
 
 def _error_line(err: Exception) -> None:
@@ -51,6 +56,9 @@ def _friendly(fn):
         except GateFailedError as err:
             _error_line(err)
             raise typer.Exit(EXIT_GATE_FAILED) from None
+        except InternalError as err:
+            _error_line(err)
+            raise typer.Exit(EXIT_INTERNAL) from None
         except SynthError as err:
             _error_line(err)
             raise typer.Exit(EXIT_BAD_INPUT) from None
@@ -63,7 +71,7 @@ def _friendly(fn):
                 raise
             what = f"synth {fn.__name__.rstrip('_')}"
             _error_line(SynthError(failure_message(what, err)))
-        raise typer.Exit(EXIT_BAD_INPUT)  # outside the handler: no chained exception
+        raise typer.Exit(EXIT_INTERNAL)  # outside the handler: no chained exception
 
     return wrapper
 
@@ -172,7 +180,10 @@ def _preflight(spec: JobSpec) -> None:
 def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     """Check the input before anything is written, then run the Prefect flow."""
     _preflight(spec)
+    from flows.server import ensure_prefect_api
     from flows.synthesize import GATE_FAILED, flow_for
+
+    ensure_prefect_api()
 
     state = flow_for(spec)(spec, progress=progress, return_state=True)
     out = Path(spec.export.out)
@@ -187,7 +198,7 @@ def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
         from jobs.guard import debug_enabled
 
         detail = err if debug_enabled() else type(err).__name__  # text can quote values
-        raise SynthError(f"the job failed: {detail}")
+        raise InternalError(f"the job failed: {detail}")
     result = state.result()
     _print_outcome(out, Path(result["export"]))
     return result
@@ -307,8 +318,10 @@ def run_request(
 ) -> dict[str, Any]:
     """Run the `synth-job` flow here (against PREFECT_API_URL, or an ephemeral server)."""
     from flows.jobs import synth_job
+    from flows.server import ensure_prefect_api
     from jobs.runs import OutputRoot
 
+    ensure_prefect_api()
     state = synth_job(spec, output_root, force=force, progress=progress, return_state=True)
     root = OutputRoot(output_root)
     try:  # the run directory is keyed by this flow run's id
