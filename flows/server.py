@@ -10,7 +10,15 @@ line naming the setting, under the CLI's exit code for infrastructure failures.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import signal
+import subprocess
+import sys
+import types
+from collections.abc import Iterator
+from typing import Any
 
 from synth.errors import InternalError
 
@@ -33,7 +41,8 @@ def ensure_prefect_api(attempts: int = ATTEMPTS) -> str | None:
     for attempt in range(1, attempts + 1):
         server = SubprocessASGIServer()  # the instance Prefect's own client will reuse
         try:
-            server.start()
+            with _dies_with_this_process():
+                server.start()
             return server.api_url
         except RuntimeError:
             _stop(server)
@@ -58,3 +67,31 @@ def _stop(server: object) -> None:
         process.wait()
     server.running = False  # type: ignore[attr-defined]
     server.port = None  # type: ignore[attr-defined]  # a fresh port for the next attempt
+
+
+def _die_with_parent() -> None:  # pragma: no cover (runs in the child, between fork and exec)
+    """In the server's process: ask Linux to SIGTERM it when its parent dies, so a killed
+    `synth run` leaves no server behind (PR_SET_PDEATHSIG = 1)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _dies_with_this_process() -> Iterator[None]:
+    """While Prefect starts its server, the processes it spawns die with this one (Linux;
+    elsewhere, nothing changes). Only Prefect's server module sees the wrapped `Popen`."""
+    from prefect.server.api import server as server_module
+
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+
+    def popen(*args: Any, **kwargs: Any) -> subprocess.Popen[Any]:
+        kwargs.setdefault("preexec_fn", _die_with_parent)
+        return subprocess.Popen(*args, **kwargs)
+
+    shim = types.SimpleNamespace(**{**vars(subprocess), "Popen": popen})
+    server_module.subprocess = shim  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        server_module.subprocess = subprocess

@@ -81,3 +81,28 @@ def test_the_default_budget_starts_the_server_under_load(busy_cpus, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().startswith("http://127.0.0.1:"), proc.stdout
+
+
+def test_the_temporary_server_dies_with_a_killed_command(tmp_path):
+    """SIGKILL a process that started the server as `synth run` does: no orphan uvicorn."""
+    import psutil
+
+    code = (
+        "import time, synth_cli.main; from flows.server import ensure_prefect_api; "
+        "from prefect.server.api.server import SubprocessASGIServer; ensure_prefect_api(); "
+        "print(SubprocessASGIServer().server_process.pid, flush=True); time.sleep(600)"
+    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    environ["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code], env=environ, stdout=subprocess.PIPE, text=True
+    )
+    server_pid = int(parent.stdout.readline())
+    server = psutil.Process(server_pid)
+    assert server.ppid() == parent.pid and "uvicorn" in " ".join(server.cmdline())
+    parent.kill()
+    parent.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and server.is_running() and server.status() != "zombie":
+        time.sleep(0.2)
+    assert not server.is_running() or server.status() == "zombie", "the server outlived us"
