@@ -123,3 +123,20 @@ def test_integers_beyond_2_to_the_53_are_refused_not_rounded(tmp_path):
     line = _refused(csv, tmp_path / "out", "--target", "grade")
     assert "column 'account' holds integers beyond 2**53" in line
     assert str(2**53) not in line
+
+
+def test_big_integers_with_missing_values_are_refused_too(tmp_path):
+    """Read with a missing value, the column is float64: its digits are gone, so it is refused
+    the same way rather than modelled as if exact."""
+    wine = _wine()
+    wine["account"] = (2**53 + np.arange(len(wine)) % 40).astype(object)
+    wine.loc[5, "account"] = None
+    csv = tmp_path / "wine.csv"
+    wine.to_csv(csv, index=False)
+    assert pd.read_csv(csv)["account"].dtype == np.float64
+    line = _refused(csv, tmp_path / "out", "--target", "grade")
+    assert "column 'account' holds integers beyond 2**53" in line
+    parquet = tmp_path / "wine.parquet"  # read back as Int64: exact, and refused as well
+    wine.astype({"account": "Int64"}).to_parquet(parquet)
+    line = _refused(parquet, tmp_path / "out", "--target", "grade")
+    assert "column 'account' holds integers beyond 2**53" in line
