@@ -4,6 +4,8 @@ with nothing written (the CLI's preflight runs load, split and check in a scratc
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +46,15 @@ def test_inf_in_a_numeric_column_is_named_at_load(tmp_path):
     line = _refused(csv, tmp_path / "out", "--target", "grade")
     assert "column 'alcohol', row 42" in line and "finite number" in line
     assert "inf," not in line.split("(not inf")[0]  # the value itself is not quoted
+    # The command itself, as a user runs it: no warning from numpy joins the one line.
+    proc = subprocess.run(
+        [sys.executable, "-m", "synth_cli", "run", "--data", str(csv), "--target", "grade",
+         "--out", str(tmp_path / "out"), "--no-progress"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert [x for x in (proc.stdout + proc.stderr).splitlines() if x.strip()] == [line]
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_list_or_struct_column_in_parquet_is_named(tmp_path):

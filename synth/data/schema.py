@@ -157,7 +157,8 @@ def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
     if pd.api.types.is_datetime64_any_dtype(s):
         return ColumnSpec(**base, kind="datetime")
     if pd.api.types.is_numeric_dtype(s):
-        integral = bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
+        with np.errstate(invalid="ignore"):  # inf is not integral; the load step names it
+            integral = bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
         is_unique = n_unique == len(s) and len(s) >= MIN_ROWS_FOR_ID
         if integral and is_unique:
             return ColumnSpec(**base, kind="id", integer=True)
