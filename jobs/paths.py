@@ -80,6 +80,10 @@ def exclusive(paths: JobPaths) -> Iterator[None]:
     between its renames gets its previous complete copy back, and stale temp dirs go.
     """
     paths.out.mkdir(parents=True, exist_ok=True)
+    key = paths.out.resolve()
+    if key in _HELD:  # this process holds it already (the CLI takes it before the flow does)
+        yield
+        return
     lock = FileLock(paths.out / ".lock", timeout=0)
     try:
         lock.acquire()
@@ -88,9 +92,16 @@ def exclusive(paths: JobPaths) -> Iterator[None]:
             f"another run is using {str(paths.out)!r}: wait for it to finish, or write to "
             "another output directory"
         ) from None
+    _HELD.add(key)
     try:
         for published in (paths.export, paths.staging):
             recover_directory(published, remove_temp=True)
         yield
     finally:
+        _HELD.discard(key)
         lock.release()
+
+
+_HELD: set[Path] = set()
+"""Output directories this process holds: holding one again (the flow, inside the command
+that took the lock first) is a no-op, not a second lock that would refuse itself."""

@@ -182,11 +182,14 @@ def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     _preflight(spec)
     from flows.server import ensure_prefect_api
     from flows.synthesize import GATE_FAILED, flow_for
+    from jobs.paths import JobPaths, exclusive
 
-    ensure_prefect_api()
-
-    state = flow_for(spec)(spec, progress=progress, return_state=True)
     out = Path(spec.export.out)
+    # The job's lock first: a second run into the same folder fails at once, not after a
+    # Prefect server has started (tens of seconds on a busy machine).
+    with exclusive(JobPaths(out)):
+        ensure_prefect_api()
+        state = flow_for(spec)(spec, progress=progress, return_state=True)
     if state.is_failed() and state.name == GATE_FAILED:
         _print_outcome(out, None)
         raise GateFailedError(state.message)

@@ -106,3 +106,19 @@ def test_the_temporary_server_dies_with_a_killed_command(tmp_path):
     while time.time() < deadline and server.is_running() and server.status() != "zombie":
         time.sleep(0.2)
     assert not server.is_running() or server.status() == "zombie", "the server outlived us"
+
+
+def test_a_busy_output_folder_is_refused_before_any_server_starts(churn_csv, tmp_path):
+    """The job's lock is taken first: with another run holding `--out`, `synth run` stops in
+    seconds with exit 2 and never starts a temporary Prefect server."""
+    from filelock import FileLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["run", "--data", str(churn_csv), "--target", "churn", "--train-steps", "2"]
+    with FileLock(out / ".lock"):  # another run holds the folder
+        proc = _synth([*args, "--out", str(out), "--no-progress"], tmp_path)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "another run is using" in proc.stderr
+    assert "Starting temporary server" not in proc.stdout + proc.stderr
+    assert sorted(p.name for p in out.iterdir()) == [".lock"]
