@@ -122,7 +122,7 @@ def test_a_target_past_the_class_limit_states_the_limit(tmp_path, churn):
     csv = tmp_path / "churn.csv"
     table.to_csv(csv, index=False)
     line = _refused(csv, tmp_path / "out", "--target", "segment")
-    assert "target 'segment' has 3000 classes; at most 1000 are supported" in line
+    assert "target 'segment' has 3000 classes; at most 500 are supported" in line
 
 
 def test_integers_beyond_2_to_the_53_are_refused_not_rounded(tmp_path):

@@ -26,7 +26,7 @@ MAX_STRING_CATEGORIES = 100
 MIN_ROWS_FOR_ID = 20
 # A text target is categorical up to this many classes (other text columns stop at
 # MAX_STRING_CATEGORIES); a target with more is refused with this limit named.
-MAX_TARGET_CLASSES = 1000
+MAX_TARGET_CLASSES = 500
 # Integers beyond this lose exactness as float64, the model's number type.
 MAX_EXACT_INTEGER = 2**53
 
@@ -231,7 +231,8 @@ def _target_classes(spec: ColumnSpec, s: pd.Series) -> ColumnSpec:
     if n_classes > MAX_TARGET_CLASSES:
         raise InputDataError(
             f"target {spec.name!r} has {n_classes} classes; at most {MAX_TARGET_CLASSES} are "
-            "supported: group its classes, or pick another source.target"
+            "supported (the evaluation's classifier grows with each class): group its classes, "
+            "or pick another source.target"
         )
     categories = _sorted_categories(present)
     return spec.model_copy(update={"kind": "categorical", "categories": categories})
