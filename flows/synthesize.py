@@ -30,7 +30,7 @@ from jobs.modality import LoadedSource
 from jobs.paths import JobPaths, exclusive
 from jobs.registry import modality_for
 from jobs.shards import ShardPlan
-from synth.checkpoint import checkpoint_step
+from synth.checkpoint import discard_training_state, resume_check
 from synth.config import JobSpec
 
 GATE_FAILED = "GateFailed"
@@ -69,11 +69,17 @@ def train_task(
     spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path, progress: bool
 ) -> str:
     logger = get_run_logger()
-    start = checkpoint_step(paths.model) if spec.training.resume else None
-    if start:
-        # A retry (or a re-run into the same directory) picks up where the last run stopped.
-        logger.info("resuming training from the checkpoint at step %d", start)
-    model_hash = modality_for(spec).train(spec, paths, source, split_path, progress)
+    steps = modality_for(spec)
+    if spec.training.resume:
+        fingerprint = steps.training_fingerprint(spec, source, split_path)
+        start, stale = resume_check(paths.model, fingerprint)
+        if start:
+            # A retry (or a re-run into the same directory) picks up where the last run stopped.
+            logger.info("resuming training from the checkpoint at step %d", start)
+        elif stale:  # made for other data or settings: never mixed into this model
+            logger.warning(stale)
+            discard_training_state(paths.model)  # so the library need not say it again
+    model_hash = steps.train(spec, paths, source, split_path, progress)
     logger.info("trained %d steps; model sha256 %s", spec.training.steps, model_hash[:12])
     return model_hash
 

@@ -12,6 +12,7 @@ fail-fast checks); `jobs.table` and `jobs.image` add what differs.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,11 +33,12 @@ from jobs.shards import (
     start_staging,
 )
 from synth.atomic import atomic_write_bytes
+from synth.checkpoint import training_settings
 from synth.config import JobSpec
-from synth.data.split import min_rows_for_split
+from synth.data.split import load_split, min_rows_for_split
 from synth.device import pick_device
 from synth.errors import InputDataError
-from synth.hashing import file_sha256
+from synth.hashing import file_sha256, json_sha256
 from synth.synthesizer import Shard, Synthesizer
 from synth.training import is_main_process, wait_for_everyone
 
@@ -87,6 +89,10 @@ class Modality(Protocol):
         source: LoadedSource,
         split_path: Path,
         progress: bool = True,
+    ) -> str: ...
+
+    def training_fingerprint(
+        self, spec: JobSpec, source: LoadedSource, split_path: Path
     ) -> str: ...
 
     def plan_shards(self, spec: JobSpec, n_train: int) -> list[ShardPlan]: ...
@@ -206,17 +212,42 @@ class JobSteps:
         split_path: Path,
         progress: bool = True,
     ) -> str:
-        """Fit the synthesizer (resuming from `model/` if a checkpoint is there). Returns the
-        model's hash."""
+        """Fit the synthesizer (resuming from `model/` only if its checkpoint was made for this
+        `training_fingerprint`). Returns the model's hash."""
         synthesizer = self.new_synthesizer(spec, source)
         train = self.training_data(spec, source, split_path)
         if is_main_process():
             paths.make_private(paths.model)
-        synthesizer.fit(train, checkpoint_dir=paths.model, progress=progress)
+        fingerprint = self.training_fingerprint(spec, source, split_path)
+        synthesizer.fit(
+            train, checkpoint_dir=paths.model, progress=progress, fingerprint=fingerprint
+        )
         if is_main_process():  # under `accelerate launch`, one process writes the model
             synthesizer.save(paths.model)
         wait_for_everyone()
         return file_sha256(paths.model / self.model_file)
+
+    def training_fingerprint(self, spec: JobSpec, source: LoadedSource, split_path: Path) -> str:
+        """What `model/`'s checkpoint must have been made for to be resumed: the source's
+        content hash, the split's training indices, and every spec field that shapes training
+        (the source settings, the model, training but for where, how often it saves and how
+        long, privacy, the seed). The same in every process of `accelerate launch`."""
+        train_idx, _ = load_split(split_path, source.data_hash)
+        model = spec.model if self.name == "table" else spec.image_model
+        return json_sha256(
+            {
+                "modality": self.name,
+                "data": source.data_hash,
+                "train_indices": hashlib.sha256(
+                    np.ascontiguousarray(train_idx, dtype=np.int64).tobytes()
+                ).hexdigest(),
+                "source": spec.source.model_dump(mode="json", exclude={"path"}),
+                "model": model.model_dump(mode="json"),
+                "training": training_settings(spec.training),
+                "privacy": spec.privacy.model_dump(mode="json"),
+                "seed": spec.seed,
+            }
+        )
 
     # ---- sample -------------------------------------------------------------------------
     def plan_shards(self, spec: JobSpec, n_train: int) -> list[ShardPlan]:

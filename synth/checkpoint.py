@@ -3,10 +3,14 @@
 A checkpoint directory holds the inference files (written by the synthesizer's `save`, with
 the EMA weights) and `training_state/` (raw weights, EMA shadow, optimizer, LR schedule, step).
 It is written next to the target and swapped in, so a crash leaves the previous one intact.
+
+`training_state/state.json` also records a fingerprint of what the training saw (its data and
+every setting that shapes it): a fit resumes only from a checkpoint with the same fingerprint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from collections.abc import Callable
@@ -17,11 +21,22 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from synth.atomic import atomic_write_text
+from synth.config import TrainingSpec
 from synth.errors import InputDataError
 
 STATE_DIR = "training_state"
 STATE_FILE = "synthesizer.json"
 FORMAT_VERSION = 2  # 2: rare-value protection (the encoder's k, bounds and grouped counts)
+# The files `save_checkpoint` writes into `training_state/`: all a stale checkpoint loses.
+STATE_FILES = ("state.json", "model.safetensors", "ema.safetensors", "optimizer.safetensors")
+# Training settings a resume may change: where it runs, how often it saves, whether it resumes,
+# and how many steps it goes on to (a longer run continues a shorter one).
+RESUMABLE_SETTINGS = {"resume", "checkpoint_every", "device", "steps"}
+
+
+def training_settings(training: TrainingSpec) -> dict[str, Any]:
+    """The training settings that shape the weights, for a fingerprint."""
+    return training.model_dump(mode="json", exclude=RESUMABLE_SETTINGS)
 
 
 def write_state(directory: Path, kind: str, state: dict[str, Any]) -> None:
@@ -67,6 +82,44 @@ def checkpoint_step(directory: Path | None) -> int | None:
     return int(json.loads((Path(directory) / STATE_DIR / "state.json").read_text())["step"])
 
 
+def checkpoint_fingerprint(directory: Path | None) -> str | None:
+    """The fingerprint the checkpoint in `directory` was made for (None: no checkpoint, or one
+    from before fingerprints)."""
+    if not has_checkpoint(directory):
+        return None
+    try:  # another process of a launched fit may just have discarded it
+        state = json.loads((Path(directory) / STATE_DIR / "state.json").read_text())
+    except FileNotFoundError:
+        return None
+    return state.get("fingerprint")
+
+
+def resume_check(directory: Path | None, fingerprint: str) -> tuple[int | None, str | None]:
+    """Whether a fit with `fingerprint` may resume from `directory`: (step, None) to resume,
+    (None, why not) for a checkpoint made for other data or settings, (None, None) for none."""
+    if not has_checkpoint(directory):
+        return None, None
+    stored = checkpoint_fingerprint(directory)
+    if stored == fingerprint:
+        return checkpoint_step(directory), None
+    if not has_checkpoint(directory):  # discarded meanwhile by another process: none
+        return None, None
+    return None, (
+        f"the checkpoint in {Path(directory).name}/ was made for other training data or settings "
+        f"(fingerprint {(stored or 'none')[:12]}… != {fingerprint[:12]}…): training from scratch"
+    )
+
+
+def discard_training_state(directory: Path) -> None:
+    """Forget a stale checkpoint's training state: only the files `save_checkpoint` writes
+    (state.json first, so a kill midway leaves no checkpoint), and `training_state/` if empty."""
+    ts = Path(directory) / STATE_DIR
+    for name in STATE_FILES:
+        (ts / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        ts.rmdir()
+
+
 def save_checkpoint(
     directory: Path,
     save_inference: Callable[[Path], Any],
@@ -75,6 +128,7 @@ def save_checkpoint(
     lr_schedule: Any,
     ema: Any,
     step: int,
+    fingerprint: str | None = None,
 ) -> None:
     directory = Path(directory)
     tmp = directory.parent / f".{directory.name}.ckpt-tmp"
@@ -96,6 +150,7 @@ def save_checkpoint(
         "optimizer": opt_meta,
         "lr_schedule": lr_schedule.state_dict(),
         "ema": {"decay": ema.decay, "optimization_step": ema.optimization_step},
+        "fingerprint": fingerprint,
     }
     (ts / "state.json").write_text(json.dumps(state))
     # The inference files carry the EMA weights; training goes on with the raw ones.

@@ -41,9 +41,16 @@ class Synthesizer(Protocol):
     device: str
 
     def fit(
-        self, train: Any, *, checkpoint_dir: Path | str | None = None, progress: bool = True
+        self,
+        train: Any,
+        *,
+        checkpoint_dir: Path | str | None = None,
+        progress: bool = True,
+        fingerprint: str | None = None,
     ) -> Self:
-        """Learn from `train`; with `checkpoint_dir`, checkpoint there as training goes."""
+        """Learn from `train`; with `checkpoint_dir`, checkpoint there as training goes, and
+        resume only from a checkpoint made for the same `fingerprint` (by default one of
+        `train` and the synthesizer's settings)."""
         ...
 
     def sample_shard(

@@ -10,6 +10,7 @@ Only the main process writes files.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from synth.checkpoint import load_checkpoint, save_checkpoint
+from synth.checkpoint import discard_training_state, load_checkpoint, resume_check, save_checkpoint
 from synth.config import TrainingSpec
+
+log = logging.getLogger(__name__)
 
 # The variables torchrun (`accelerate launch`) and the MPI launchers set for each process.
 _RANK_ENV = ["RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"]
@@ -83,6 +86,23 @@ def wait_for_everyone() -> None:
         torch.distributed.barrier()
 
 
+def should_resume(checkpoint_dir: Path | None, fingerprint: str, resume: bool) -> bool:
+    """Resume only from a checkpoint made for the same fingerprint (data and settings). A stale
+    one is said in one log line and its training state discarded (by the main process only;
+    the inference files are replaced by the first new checkpoint)."""
+    if not resume or checkpoint_dir is None:
+        return False
+    step, stale = resume_check(checkpoint_dir, fingerprint)
+    if stale is None:
+        return step is not None
+    log.warning(stale)
+    # Another process that looks after the main one deleted state.json sees no checkpoint:
+    # the same decision, so no barrier is needed (and none could deadlock).
+    if is_main_process():
+        discard_training_state(checkpoint_dir)
+    return False
+
+
 LossFn = Callable[
     [torch.nn.Module, torch.Tensor, torch.Generator], tuple[torch.Tensor, dict[str, torch.Tensor]]
 ]
@@ -110,10 +130,12 @@ def train_loop(
     save: Callable[[Path], Any],
     on_checkpoint: Callable[[int], None],
     progress: bool,
+    fingerprint: str | None = None,
 ) -> float | None:
     """The training both synthesizers share: AdamW with a warmup-cosine learning rate and an
     EMA of the weights, `spec.steps` steps of batches drawn from `n_rows` rows, resumed from
-    and checkpointed to `checkpoint_dir` (`on_checkpoint(step)` runs before each save).
+    and checkpointed to `checkpoint_dir` (`on_checkpoint(step)` runs before each save), each
+    checkpoint recording `fingerprint` (see `should_resume`).
 
     Leaves the EMA weights in `model`, in eval mode, and returns the mean loss of the last
     100 steps (None when a resume had no steps left).
@@ -158,7 +180,9 @@ def train_loop(
         if checkpoint_dir is not None and (done % spec.checkpoint_every == 0 or done == spec.steps):
             on_checkpoint(done)
             if accelerator.is_main_process:
-                save_checkpoint(checkpoint_dir, save, model, optimizer, lr_schedule, ema, done)
+                save_checkpoint(
+                    checkpoint_dir, save, model, optimizer, lr_schedule, ema, done, fingerprint
+                )
             accelerator.wait_for_everyone()
     bar.close()
     ema.copy_to(model.parameters())  # sample with the EMA weights

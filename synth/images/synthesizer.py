@@ -9,6 +9,7 @@ Fine-tuning starts from a local `save_pretrained` directory; nothing is fetched 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,17 +22,18 @@ from diffusers import DDPMScheduler, UNet2DModel
 from tqdm.auto import tqdm
 
 from synth.checkpoint import (
-    has_checkpoint,
     read_state,
+    training_settings,
     write_state,
 )
 from synth.config import ImageModelSpec, PrivacySpec, TrainingSpec
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
+from synth.hashing import json_sha256
 from synth.labels import draw_labels
 from synth.synthesizer import Shard, guided
 from synth.tabular.diffusion import make_solver
-from synth.training import drop_labels, make_accelerator, train_loop
+from synth.training import drop_labels, make_accelerator, should_resume, train_loop
 
 if TYPE_CHECKING:
     from synth.images.io import ImageSet
@@ -99,10 +101,13 @@ class ImageDiffusionSynthesizer:
         *,
         checkpoint_dir: Path | str | None = None,
         progress: bool = True,
+        fingerprint: str | None = None,
     ) -> ImageDiffusionSynthesizer:
         """Learn from `train.images` (float32 [N, C, H, W] in [0, 1]) and, when the set has
-        them, `train.labels` (int [N]) into `train.class_names`."""
+        them, `train.labels` (int [N]) into `train.class_names`. Resumes only from a checkpoint
+        in `checkpoint_dir` made for the same `fingerprint` (by default `self.fingerprint`)."""
         images = _check_images(train.images)
+        self.fingerprint_ = fingerprint or self.fingerprint(train)
         labels, class_names = train.labels, train.class_names
         n, channels, height, _ = images.shape
         use_labels = labels is not None and self.model.conditional
@@ -158,13 +163,35 @@ class ImageDiffusionSynthesizer:
             seed=self.seed,
             loss_fn=loss_fn,
             checkpoint_dir=checkpoint_dir,
-            resume=self.training.resume and has_checkpoint(checkpoint_dir),
+            resume=should_resume(checkpoint_dir, self.fingerprint_, self.training.resume),
             save=self.save,
             on_checkpoint=lambda done: setattr(self, "steps_trained_", done),
             progress=progress,
+            fingerprint=self.fingerprint_,
         )
         self.steps_trained_ = self.training.steps
         return self
+
+    def fingerprint(self, train: ImageSet) -> str:
+        """What a checkpoint must have been made for to be resumed: the training images, their
+        labels and class names, and every setting that shapes the weights."""
+        h = hashlib.sha256()
+        for array in (train.images, train.labels):
+            if array is not None:
+                array = np.ascontiguousarray(array)
+                h.update(f"{array.dtype.str}{array.shape}".encode())
+                h.update(array.data)
+        return json_sha256(
+            {
+                "kind": KIND,
+                "data": h.hexdigest(),
+                "class_names": list(train.class_names or []),
+                "model": self.model.model_dump(mode="json"),
+                "training": training_settings(self.training),
+                "privacy": (self.privacy or PrivacySpec()).model_dump(mode="json"),
+                "seed": self.seed,
+            }
+        )
 
     def _loss(
         self, unet: UNet2DModel, x0: torch.Tensor, class_labels, generator=None, t=None

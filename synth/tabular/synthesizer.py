@@ -14,20 +14,21 @@ from diffusers import DDPMScheduler
 from tqdm.auto import tqdm
 
 from synth.checkpoint import (
-    has_checkpoint,
     read_state,
+    training_settings,
     write_state,
 )
 from synth.config import ModelSpec, PrivacySpec, TrainingSpec
 from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
+from synth.hashing import dataframe_sha256, json_sha256
 from synth.labels import draw_labels
 from synth.synthesizer import Shard, guided
 from synth.tabular.denoiser import TabularDenoiser
 from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
 from synth.tabular.encoders import EncodedTable, TableEncoder, columns_to_frame
-from synth.training import drop_labels, make_accelerator, train_loop
+from synth.training import drop_labels, make_accelerator, should_resume, train_loop
 
 KIND = "tabular-diffusion"
 CPU_SHARD_ROWS = 10_000
@@ -77,14 +78,18 @@ class TabularDiffusionSynthesizer:
         *,
         checkpoint_dir: Path | str | None = None,
         progress: bool = True,
+        fingerprint: str | None = None,
     ) -> TabularDiffusionSynthesizer:
-        """Learn the table. With `checkpoint_dir`, save there as training goes and resume."""
+        """Learn the table. With `checkpoint_dir`, save there as training goes, and resume from
+        a checkpoint there made for the same `fingerprint` (by default `self.fingerprint(train)`:
+        the training rows and every setting that shapes training)."""
         if len(train) < 2:
             raise InputDataError("the training table needs at least 2 rows")
         torch.manual_seed(self.seed)
         device = pick_device(self.device)
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        resume = self.training.resume and has_checkpoint(checkpoint_dir)
+        self.fingerprint_ = fingerprint or self.fingerprint(train)
+        resume = should_resume(checkpoint_dir, self.fingerprint_, self.training.resume)
         if resume:
             loaded = type(self).load(checkpoint_dir, device=self.device)
             self._build(loaded.encoder_)
@@ -106,6 +111,21 @@ class TabularDiffusionSynthesizer:
         )
         self._train(enc, device, checkpoint_dir, resume, progress)
         return self
+
+    def fingerprint(self, train: pd.DataFrame) -> str:
+        """What a checkpoint must have been made for to be resumed: the training rows, the
+        schema and every setting that shapes the weights."""
+        return json_sha256(
+            {
+                "kind": KIND,
+                "data": dataframe_sha256(train),
+                "schema": self.schema.model_dump(mode="json"),
+                "model": self.model.model_dump(mode="json"),
+                "training": training_settings(self.training),
+                "privacy": (self.privacy or PrivacySpec()).model_dump(mode="json"),
+                "seed": self.seed,
+            }
+        )
 
     def _train(
         self,
@@ -147,6 +167,7 @@ class TabularDiffusionSynthesizer:
             save=self.save,
             on_checkpoint=lambda done: setattr(self, "steps_trained_", done),
             progress=progress,
+            fingerprint=self.fingerprint_,
         )
         self.steps_trained_ = self.training.steps
 
