@@ -33,7 +33,7 @@ from jobs.shards import (
     start_staging,
 )
 from synth.atomic import atomic_write_bytes
-from synth.checkpoint import training_settings
+from synth.checkpoint import STATE_FILE, training_settings
 from synth.config import JobSpec
 from synth.data.split import load_split, min_rows_for_split
 from synth.device import pick_device
@@ -41,6 +41,14 @@ from synth.errors import InputDataError
 from synth.hashing import file_sha256, json_sha256
 from synth.synthesizer import Shard, Synthesizer
 from synth.training import is_main_process, wait_for_everyone
+
+
+def model_hash(model_dir: Path, weights: str) -> str:
+    """The trained model's hash: its weights folder and `synthesizer.json` together. The
+    weights alone cannot tell two models apart whose encoders differ (a shifted column
+    quantile-maps to the same codes, and trains the same weights)."""
+    parts = (file_sha256(model_dir / weights), file_sha256(model_dir / STATE_FILE))
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()
 
 
 def refuse_protected(counts: Any, k: int, unit: str) -> None:
@@ -225,7 +233,7 @@ class JobSteps:
         if is_main_process():  # under `accelerate launch`, one process writes the model
             synthesizer.save(paths.model)
         wait_for_everyone()
-        return file_sha256(paths.model / self.model_file)
+        return model_hash(paths.model, self.model_file)
 
     def training_fingerprint(self, spec: JobSpec, source: LoadedSource, split_path: Path) -> str:
         """What `model/`'s checkpoint must have been made for to be resumed: the source's

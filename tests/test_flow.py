@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 
@@ -103,7 +104,9 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
     lineage = meta["lineage"]
     assert lineage["spec_hash"] == spec.spec_hash()
     assert lineage["data_hash"] == file_sha256(churn_csv)
-    assert lineage["model_hash"] == file_sha256(tmp_path / "out" / "model" / "denoiser")
+    model = tmp_path / "out" / "model"  # the weights and the encoder's state, together
+    parts = (file_sha256(model / "denoiser"), file_sha256(model / "synthesizer.json"))
+    assert lineage["model_hash"] == hashlib.sha256(":".join(parts).encode()).hexdigest()
     assert lineage["seed"] == 0 and "torch" in lineage["packages"]
     assert meta["report"]["gate"]["passed"] is True
     kv = con.sql(f"select value from parquet_kv_metadata('{files[1]}') where key = 'synth'")

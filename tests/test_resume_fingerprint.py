@@ -172,7 +172,7 @@ def test_new_data_into_the_same_out_trains_a_new_model(wine, tmp_path, loss_call
     wine.assign(alcohol=wine["alcohol"] + 100).to_csv(shift_csv, index=False)
     out = tmp_path / "X"
 
-    paths = _train(wine_csv, out)[1]
+    old_hash, paths = _train(wine_csv, out)
     assert len(loss_calls) == STEPS
     old_fingerprint = _state(paths.model)["fingerprint"]
     old_model = file_sha256(paths.model / "synthesizer.json")
@@ -181,9 +181,10 @@ def test_new_data_into_the_same_out_trains_a_new_model(wine, tmp_path, loss_call
     with caplog.at_level(logging.WARNING):
         new_hash, paths = _train(shift_csv, out)
     assert len(loss_calls) == STEPS  # trained from scratch, not resumed
-    # The model differs: its encoder learned the new bounds and quantiles. (The denoiser alone,
-    # whose hash the lineage records, may not: a shift is invisible after the quantile map.)
+    # The model differs: its encoder learned the new bounds and quantiles (the denoiser alone
+    # may not: a shift is invisible after the quantile map), and so does the lineage's hash.
     assert file_sha256(paths.model / "synthesizer.json") != old_model
+    assert new_hash != old_hash
     assert _state(paths.model)["fingerprint"] != old_fingerprint
     lines = [r.getMessage() for r in caplog.records if STALE in r.getMessage()]
     assert len(lines) == 1, caplog.text
