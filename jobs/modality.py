@@ -13,6 +13,7 @@ fail-fast checks); `jobs.table` and `jobs.image` add what differs.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,11 +45,18 @@ from synth.training import is_main_process, wait_for_everyone
 
 
 def model_hash(model_dir: Path, weights: str) -> str:
-    """The trained model's hash: its weights folder and `synthesizer.json` together. The
-    weights alone cannot tell two models apart whose encoders differ (a shifted column
-    quantile-maps to the same codes, and trains the same weights)."""
-    parts = (file_sha256(model_dir / weights), file_sha256(model_dir / STATE_FILE))
+    """The trained model's hash: its weights folder and what `synthesizer.json` learned (the
+    encoder, schema and settings), together. The weights alone cannot tell two models apart
+    whose encoders differ (a shifted column quantile-maps to the same codes, and trains the
+    same weights). The run's own record (final loss, steps run) is left out: a resume with no
+    step left to run makes the same model."""
+    state = json.loads((model_dir / STATE_FILE).read_text())
+    learned = {k: v for k, v in state.items() if k not in RUN_RECORD}
+    parts = (file_sha256(model_dir / weights), json_sha256(learned))
     return hashlib.sha256(":".join(parts).encode()).hexdigest()
+
+
+RUN_RECORD = ("final_loss", "steps_trained")
 
 
 def refuse_protected(counts: Any, k: int, unit: str) -> None:

@@ -15,7 +15,7 @@ from prefect.testing.utilities import prefect_test_harness
 from flows.synthesize import GATE_FAILED, synthesize
 from synth.config import build_spec
 from synth.export.parquet import read_export_metadata
-from synth.hashing import file_sha256
+from synth.hashing import file_sha256, json_sha256
 
 pytestmark = pytest.mark.slow
 
@@ -104,8 +104,10 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
     lineage = meta["lineage"]
     assert lineage["spec_hash"] == spec.spec_hash()
     assert lineage["data_hash"] == file_sha256(churn_csv)
-    model = tmp_path / "out" / "model"  # the weights and the encoder's state, together
-    parts = (file_sha256(model / "denoiser"), file_sha256(model / "synthesizer.json"))
+    model = tmp_path / "out" / "model"  # the weights and what the encoder learned, together
+    saved = json.loads((model / "synthesizer.json").read_text())
+    learned = {k: v for k, v in saved.items() if k not in ("final_loss", "steps_trained")}
+    parts = (file_sha256(model / "denoiser"), json_sha256(learned))
     assert lineage["model_hash"] == hashlib.sha256(":".join(parts).encode()).hexdigest()
     assert lineage["seed"] == 0 and "torch" in lineage["packages"]
     assert meta["report"]["gate"]["passed"] is True
