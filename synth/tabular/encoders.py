@@ -166,7 +166,9 @@ class TableEncoder:
                     f"({keys[unknown].nunique()} unseen): fit on data that holds it"
                 )
             keys = keys.where(~unknown, protected)
-        return keys.map(lookup).to_numpy(dtype=np.int64)
+        # a fresh, writable array: pandas (copy-on-write) hands out read-only views, which torch
+        # warns about when it wraps them
+        return np.array(keys.map(lookup), dtype=np.int64)
 
     def transform(self, df: pd.DataFrame) -> EncodedTable:
         self._check_fitted()
