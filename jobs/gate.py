@@ -1,4 +1,5 @@
-"""The gate step: a failed verdict destroys the staged records, so nothing can export them."""
+"""The gate step: a failed verdict destroys the staged records, so nothing can export them,
+and its report is kept apart from any earlier export, as a failed run's."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import shutil
 from typing import Any
 
 from jobs.paths import JobPaths
+from jobs.reports import keep_failed_report
 
 
 def gate(report: dict[str, Any], paths: JobPaths) -> list[str]:
-    """The failing checks; on failure the staged records are destroyed.
+    """The failing checks; on failure the staged records are destroyed and the report moves
+    to `out/failed-run/`.
 
     An overridden gate passes (the override is recorded in the report and the lineage).
     """
@@ -17,6 +20,7 @@ def gate(report: dict[str, Any], paths: JobPaths) -> list[str]:
     if g["passed"]:
         return []
     shutil.rmtree(paths.staging, ignore_errors=True)
+    keep_failed_report(paths)
     return list(g["failures"]) or ["gate failed"]
 
 

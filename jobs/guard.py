@@ -39,8 +39,8 @@ def debug_enabled() -> bool:
 def failure_message(what: str, err: BaseException) -> str:
     return (
         f"the {what} failed with {type(err).__name__} (its message is not shown, as it can "
-        f"quote data values): run it again with {DEBUG_ENV}=1 on your own machine, never on "
-        "a shared server, for the full error and traceback"
+        f"quote data values): run it again with `synth --debug` (or {DEBUG_ENV}=1) on your "
+        "own machine, never on a shared server, for the full error and traceback"
     )
 
 

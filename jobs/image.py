@@ -16,6 +16,7 @@ from evaluation.images.features import CheckpointFeatures
 from evaluation.suite import ImageInputs
 from jobs.modality import JobSteps, LoadedSource, refuse_protected
 from jobs.paths import JobPaths
+from jobs.reports import link_published_report, report_attachments
 from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
 from synth.config import JobSpec
@@ -234,7 +235,7 @@ class ImageSteps(JobSteps):
         if self.export_format(spec, source) == "dicom":
             files = write_dicom_export(
                 images, paths.export, source=src, labels=labels, class_names=names,
-                metadata=metadata,
+                metadata=metadata, attachments=report_attachments(paths),
             )  # fmt: skip
         else:
             files = write_image_parquet_export(
@@ -245,6 +246,8 @@ class ImageSteps(JobSteps):
                 metadata=metadata,
                 rows_per_file=spec.export.rows_per_file,
                 bits=16 if src.bits_stored > 8 and src.photometric != "RGB" else 8,
+                attachments=report_attachments(paths),
             )
+        link_published_report(paths)
         shutil.rmtree(paths.staging, ignore_errors=True)
         return files

@@ -339,10 +339,17 @@ class JobSteps:
         parts: Parts,
         lineage: dict[str, Any],
     ) -> dict[str, Any]:
-        """Apply the gate to the parts' numbers and write report.json/html."""
+        """Apply the gate to the parts' numbers and stage report.json/html (see `jobs.reports`:
+        they are published with the export, or kept apart if the gate fails)."""
         inputs = self.evaluation_inputs(spec, paths, source, split_path)
         evaluation = suite.combine(inputs, parts, spec.evaluation, seed=spec.seed)
-        return suite.write_report(evaluation, inputs, paths.out, self._extra(spec, paths, lineage))
+        return self._write_report(evaluation, inputs, spec, paths, lineage)
+
+    def _write_report(
+        self, evaluation: Any, inputs: Inputs, spec: JobSpec, paths: JobPaths, lineage: dict
+    ) -> dict[str, Any]:
+        extra = self._extra(spec, paths, lineage)
+        return suite.write_report(evaluation, inputs, paths.report_staging, extra)
 
     def _extra(self, spec: JobSpec, paths: JobPaths, lineage: dict[str, Any]) -> dict[str, Any]:
         """What the report carries besides the checks: the lineage, and what rare-value
@@ -362,4 +369,4 @@ class JobSteps:
         """Every check on the staged records in this process, then the report."""
         inputs = self.evaluation_inputs(spec, paths, source, split_path)
         evaluation = suite.evaluate(inputs, spec.evaluation, seed=spec.seed, progress=progress)
-        return suite.write_report(evaluation, inputs, paths.out, self._extra(spec, paths, lineage))
+        return self._write_report(evaluation, inputs, spec, paths, lineage)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from filelock import FileLock, Timeout
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from jobs.paths import claim_output
 from synth.atomic import atomic_write_text, recover_directory
 from synth.config import JobSpec
 from synth.errors import InputDataError
@@ -113,8 +114,14 @@ class OutputRoot:
             raise ValueError(f"bad run id {run_id!r}")
         return self.root / RUNS_DIR / run_id
 
+    def own_dir(self, run_id: str) -> Path:
+        """The run's folder, made as synth's own (marked), so the job may write into it."""
+        folder = self.run_dir(run_id)
+        claim_output(folder)
+        return folder
+
     def write(self, manifest: RunManifest) -> Path:
-        path = self.run_dir(manifest.run_id) / RUN_MANIFEST
+        path = self.own_dir(manifest.run_id) / RUN_MANIFEST
         return atomic_write_text(path, manifest.model_dump_json(indent=2))
 
     def read(self, run_id: str) -> RunManifest:
@@ -128,9 +135,7 @@ class OutputRoot:
     def hold(self, run_id: str) -> Iterator[None]:
         """Held for as long as the run is alive: a `running` manifest whose lock is free
         belongs to a run that was killed."""
-        path = self.run_dir(run_id) / RUN_LOCK
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(path):
+        with FileLock(self.own_dir(run_id) / RUN_LOCK):
             yield
 
     def _alive(self, run_id: str) -> bool:

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from evaluation.suite import TableInputs
 from jobs.modality import JobSteps, LoadedSource, refuse_protected
 from jobs.paths import JobPaths
+from jobs.reports import link_published_report, report_attachments
 from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
 from synth.config import JobSpec
@@ -198,7 +199,9 @@ class TableSteps(JobSteps):
         metadata = {"lineage": report["extra"]["lineage"], "report": report}
         shards = (pq.read_table(f).to_pandas() for f in staged_files(paths.staging))
         files = write_parquet_export(
-            shards, paths.export, schema, metadata, rows_per_file=spec.export.rows_per_file
-        )
+            shards, paths.export, schema, metadata, rows_per_file=spec.export.rows_per_file,
+            attachments=report_attachments(paths),
+        )  # fmt: skip
+        link_published_report(paths)
         shutil.rmtree(paths.staging, ignore_errors=True)
         return files

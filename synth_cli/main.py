@@ -46,21 +46,39 @@ def _error_line(err: Exception) -> None:
     err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
 
 
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Show full errors and tracebacks (they can quote data values: use it on your "
+            "own machine only). The same as SYNTH_DEBUG=1.",
+        ),
+    ] = False,
+) -> None:
+    """Privacy-gated synthetic data from diffusion models."""
+    if debug:  # the environment, so the flow's steps and workers see it too
+        from jobs.guard import DEBUG_ENV
+
+        os.environ[DEBUG_ENV] = "1"
+
+
 def _friendly(fn):
-    """Turn our errors into one red line and an exit code; no traceback for bad input."""
+    """Turn our errors into one red line and an exit code; no traceback unless `--debug`."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except GateFailedError as err:
-            _error_line(err)
+            _say(err)
             raise typer.Exit(EXIT_GATE_FAILED) from None
         except InternalError as err:
-            _error_line(err)
+            _say(err)
             raise typer.Exit(EXIT_INTERNAL) from None
         except SynthError as err:
-            _error_line(err)
+            _say(err)
             raise typer.Exit(EXIT_BAD_INPUT) from None
         except (typer.Exit, typer.Abort, click.exceptions.Exit, click.Abort, click.ClickException):
             raise  # the command line's own exits and usage errors
@@ -74,6 +92,15 @@ def _friendly(fn):
         raise typer.Exit(EXIT_INTERNAL)  # outside the handler: no chained exception
 
     return wrapper
+
+
+def _say(err: SynthError) -> None:
+    """Our own error: its one line; under `--debug`, the traceback above it."""
+    from jobs.guard import debug_enabled
+
+    if debug_enabled():
+        err_console.print_exception()
+    _error_line(err)
 
 
 def _summary_table(report: dict[str, Any], title: str) -> Table:
@@ -91,6 +118,7 @@ def _summary_table(report: dict[str, Any], title: str) -> Table:
 
 
 def _print_outcome(report_dir: Path, export_dir: Path | None) -> None:
+    """The checks table and verdict of the report in `report_dir`, and where things are."""
     report_json = report_dir / "report.json"
     if not report_json.is_file():
         return
@@ -179,23 +207,25 @@ def _preflight(spec: JobSpec) -> None:
 
 def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     """Check the input before anything is written, then run the Prefect flow."""
+    from jobs.paths import JobPaths, exclusive, refuse_foreign
+
+    out = Path(spec.export.out)
+    refuse_foreign(out)  # a user's own folder: refused before anything else, untouched
     _preflight(spec)
     from flows.server import ensure_prefect_api
     from flows.synthesize import GATE_FAILED, flow_for
-    from jobs.paths import JobPaths, exclusive
 
-    out = Path(spec.export.out)
     # The job's lock first: a second run into the same folder fails at once, not after a
     # Prefect server has started (tens of seconds on a busy machine).
     with exclusive(JobPaths(out)):
         ensure_prefect_api()
         state = flow_for(spec)(spec, progress=progress, return_state=True)
+    paths = JobPaths(out)
     if state.is_failed() and state.name == GATE_FAILED:
-        _print_outcome(out, None)
+        _print_outcome(paths.failed_run, None)  # kept apart: an earlier export keeps its own
         raise GateFailedError(state.message)
     if state.is_failed():
         err = state.result(raise_on_failure=False)
-        _print_outcome(out, None)
         if isinstance(err, SynthError):
             raise err
         from jobs.guard import debug_enabled
@@ -414,8 +444,10 @@ def evaluate(
 ) -> None:
     """Run the checks and the gate on synthetic data from any tool: exit 0 on pass, 1 on fail."""
     from evaluation import suite
+    from jobs.paths import claim_output, refuse_foreign
     from synth.config import build_spec, parse_set_option
 
+    refuse_foreign(out)
     readers = {"table": _table_inputs, "image": _image_inputs}
     if modality not in readers:
         raise SynthError(f"unknown modality {modality!r}: use table or image")
@@ -431,6 +463,7 @@ def evaluate(
     inputs = readers[modality](real, holdout, synthetic, target, resolution, feature_checkpoint)
     if modality == "table":
         inputs.privacy = job.privacy
+    claim_output(out)  # never over a user's own report.json: a new, empty or synth's folder
     evaluation = suite.evaluate(inputs, spec, seed=seed, progress=progress)
     suite.write_report(evaluation, inputs, out)
     _print_outcome(out, None)
@@ -564,6 +597,9 @@ def train(
         key, value = parse_set_option(item)
         overrides[key] = value
     spec = load_spec(config, overrides)
+    from jobs.paths import refuse_foreign
+
+    refuse_foreign(Path(spec.export.out))  # before the preflight reads anything
     _preflight(spec)
     from jobs.train import train_only
     from synth.training import is_main_process, world_size

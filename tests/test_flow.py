@@ -8,12 +8,14 @@ import json
 from pathlib import Path
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
 
 from flows.synthesize import GATE_FAILED, synthesize
 from synth.config import build_spec
+from synth.export.folder import export_intact
 from synth.export.parquet import read_export_metadata
 from synth.hashing import file_sha256, json_sha256
 
@@ -114,8 +116,15 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
     kv = con.sql(f"select value from parquet_kv_metadata('{files[1]}') where key = 'synth'")
     assert json.loads(kv.fetchall()[0][0])["lineage"]["spec_hash"] == spec.spec_hash()
 
-    assert (tmp_path / "out" / "report.html").is_file()
+    # The report travels inside the export (published in the same rename); the top-level
+    # report.json/html are links to it. A Parquet reader of the folder skips the `_` files.
+    assert (tmp_path / "out" / "report.html").resolve() == export / "_report.html"
+    assert (tmp_path / "out" / "report.json").resolve() == export / "_report.json"
+    assert pq.read_table(export).num_rows == 4930
     report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report == meta["report"]
+    assert export_intact(export)
+    assert not (tmp_path / "out" / ".work" / "report").exists()
     assert {c["name"] for c in report["gate"]["checks"]} >= {"dcr_share", "mia_auc", "tstr_gap"}
     assert not (tmp_path / "out" / ".work" / "synthetic").exists()  # staging is cleaned up
 
@@ -132,15 +141,33 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
     assert not leaked, f"real values reached Prefect logs/artifacts: {leaked}"
 
 
-def test_failed_gate_blocks_export_and_destroys_staged_rows(harness, churn_csv, tmp_path):
-    spec = _spec(churn_csv, tmp_path / "out", **{"evaluation.thresholds.dcr_share_max": 0.0})
-    state = synthesize(spec, progress=False, return_state=True)
+def test_failed_gate_keeps_its_report_apart_from_the_earlier_export(
+    harness, churn_csv, tmp_path
+):
+    out = tmp_path / "out"
+    relaxed = {
+        "evaluation.thresholds.detection_auc_max": 1.0,
+        "evaluation.thresholds.tstr_gap_max": 1.0,
+        "evaluation.thresholds.pair_trends_min": 0.5,
+    }
+    assert synthesize(_spec(churn_csv, out, **relaxed), progress=False, return_state=True)
+    export = out / "synthetic"
+    before = {p.name: file_sha256(p) for p in export.iterdir()}
+
+    failing = _spec(churn_csv, out, **relaxed, **{"evaluation.thresholds.dcr_share_max": 0.0})
+    state = synthesize(failing, progress=False, return_state=True)
     assert state.is_failed() and state.name == GATE_FAILED
     assert "dcr_share" in state.message and "> max 0.000" in state.message
-    assert not (tmp_path / "out" / "synthetic").exists()
-    assert not (tmp_path / "out" / ".work" / "synthetic").exists()
-    report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert report["gate"]["passed"] is False
+    assert not (out / ".work" / "synthetic").exists()  # the staged rows are destroyed
+    # The earlier export, and the report that describes it, are untouched...
+    assert {p.name: file_sha256(p) for p in export.iterdir()} == before
+    assert export_intact(export)
+    assert json.loads((out / "report.json").read_text())["gate"]["passed"] is True
+    # ...and the failed run's report sits apart, named as such.
+    failed = json.loads((out / "failed-run" / "report.json").read_text())
+    assert failed["gate"]["passed"] is False
+    assert (out / "failed-run" / "report.html").is_file()
+    assert not (out / ".work" / "report").exists()
 
 
 def test_gate_override_exports_and_is_recorded(harness, churn_csv, tmp_path):

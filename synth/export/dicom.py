@@ -44,7 +44,7 @@ import os
 import shutil
 import subprocess
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -61,7 +61,7 @@ from synth.atomic import atomic_directory
 from synth.config import ImageSourceSpec
 from synth.errors import InputDataError
 from synth.export.check import MAX_NAMED, Check
-from synth.export.folder import MANIFEST_NAME, Export
+from synth.export.folder import MANIFEST_NAME, Export, attach
 from synth.export.metadata import json_default
 from synth.hashing import file_record
 from synth.images.io import load_images
@@ -348,6 +348,7 @@ def write_dicom_export(
     label_attribute: str = "ImageComments",
     patient_id: str = "SYN-0001",
     created: datetime.datetime | None = None,
+    attachments: Mapping[str, Path] | None = None,
 ) -> list[Path]:
     """Write each image of `images` ([N, C, H, W] floats in [0, 1]) as a Secondary Capture
     file ``syn-NNNNN.dcm`` under `out_dir`, published atomically with ``_manifest.json``.
@@ -358,6 +359,7 @@ def write_dicom_export(
     Pixels are stored as `source` describes them (bits, sign, photometric); see
     `plan_quantisation`. `metadata` (lineage, report) goes in the manifest only.
     Study date and time are `created` (default: now), the export's own time.
+    `attachments` (name -> file: the report) are published with the images, in the manifest.
     Returns the written file paths, in order.
     """
     if label_attribute not in _LABEL_ATTRIBUTES:
@@ -422,6 +424,7 @@ def write_dicom_export(
                 "source_modality": source.modality,
             },
             "files": entries,
+            "attachments": attach(tmp, attachments),
             "metadata": metadata,
         }
         (tmp / MANIFEST_NAME).write_text(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -14,7 +16,7 @@ import pyarrow.parquet as pq
 
 from synth.errors import InputDataError
 from synth.export.check import Check, name_list
-from synth.hashing import file_sha256
+from synth.hashing import file_record, file_sha256
 
 MANIFEST_NAME = "_manifest.json"
 Format = Literal["parquet", "image-parquet", "dicom"]
@@ -42,6 +44,13 @@ class Export:
         return {e["path"]: e for e in self.manifest["files"]}
 
     @property
+    def attachments(self) -> dict[str, dict[str, Any]]:
+        """Files that travel with the data (the report), by name: checked like data files."""
+        if self.manifest is None:
+            return {}
+        return {e["path"]: e for e in self.manifest.get("attachments", [])}
+
+    @property
     def data_files(self) -> list[str]:
         """The files to check: the selected one, or every data file on disk."""
         if self.selected is not None:
@@ -60,22 +69,42 @@ def read_manifest(root: Path) -> tuple[dict[str, Any] | None, str | None]:
     except (OSError, UnicodeDecodeError, ValueError) as err:
         return None, f"{MANIFEST_NAME} does not parse ({type(err).__name__})"
     files = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(files, list) or not all(
+    if not isinstance(files, list) or not all(_is_entry(e) for e in files):
+        return None, f"{MANIFEST_NAME} has no valid 'files' list (path, sha256, bytes)"
+    attached = manifest.get("attachments", [])
+    if not isinstance(attached, list) or not all(_is_entry(e) for e in attached):
+        return None, f"{MANIFEST_NAME} has an invalid 'attachments' list (path, sha256, bytes)"
+    listed = files + attached
+    unsafe = [
+        e["path"] for e in listed if Path(e["path"]).name != e["path"] or e["path"][:1] in ".~"
+    ]
+    if unsafe:
+        return None, f"{MANIFEST_NAME} lists paths outside the folder: {name_list(unsafe)}"
+    if len({e["path"] for e in listed}) != len(listed):
+        return None, f"{MANIFEST_NAME} lists a file twice"
+    return manifest, None
+
+
+def _is_entry(e: Any) -> bool:
+    return (
         isinstance(e, dict)
         and isinstance(e.get("path"), str)
         and isinstance(e.get("sha256"), str)
         and isinstance(e.get("bytes"), int)
-        for e in files
-    ):
-        return None, f"{MANIFEST_NAME} has no valid 'files' list (path, sha256, bytes)"
-    unsafe = [
-        e["path"] for e in files if Path(e["path"]).name != e["path"] or e["path"][:1] in ".~"
-    ]
-    if unsafe:
-        return None, f"{MANIFEST_NAME} lists paths outside the folder: {name_list(unsafe)}"
-    if len({e["path"] for e in files}) != len(files):
-        return None, f"{MANIFEST_NAME} lists a file twice"
-    return manifest, None
+    )
+
+
+def attach(folder: Path, attachments: Mapping[str, Path] | None) -> list[dict[str, Any]]:
+    """Copy files that must travel with an export (its report) into the export's temp folder,
+    before it is published: they are swapped in with the data in one rename. Returns their
+    manifest entries (name, SHA-256, bytes)."""
+    entries = []
+    for name, source in (attachments or {}).items():
+        if Path(name).name != name or name.startswith((".", "~")) or name == MANIFEST_NAME:
+            raise ValueError(f"attachment name {name!r} must be a plain file name")
+        shutil.copyfile(source, folder / name)
+        entries.append({"path": name, **file_record(folder / name)})
+    return entries
 
 
 def guess_format(root: Path, names: list[str]) -> Format | None:
@@ -141,8 +170,9 @@ def check_manifest(export: Export) -> Check:
                 reason=f"{export.selected} is not listed in {MANIFEST_NAME}",
             )
         return Check(name="manifest", passed=True, reason=f"{export.selected} is listed")
-    missing = [n for n in listed if n not in export.on_disk]
-    extra = [n for n in export.on_disk if n not in listed]
+    expected = {**listed, **export.attachments}
+    missing = [n for n in expected if n not in export.on_disk]
+    extra = [n for n in export.on_disk if n not in expected]
     problems = []
     if missing:
         problems.append(f"missing {name_list(missing)}")
@@ -166,7 +196,7 @@ def check_checksums(export: Export) -> Check:
     """Every file's SHA-256 and byte size are those the manifest recorded."""
     if export.manifest is None:
         return Check(name="checksums", passed=False, reason="no usable manifest to check against")
-    entries = export.entries
+    entries = {**export.entries, **export.attachments}
     names = [n for n in export.data_files if n in entries] if export.selected else list(entries)
     bad: list[str] = []
     checked = 0

@@ -19,7 +19,7 @@ import io
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from PIL import Image
 
 from synth.atomic import atomic_directory
 from synth.export.check import Check
-from synth.export.folder import MANIFEST_NAME, Export
+from synth.export.folder import MANIFEST_NAME, Export, attach
 from synth.export.metadata import METADATA_KEY, encode_metadata
 from synth.export.parquet import check_parquet_schema, read_export_rows
 from synth.hashing import file_record
@@ -128,10 +128,11 @@ def write_image_parquet_export(
     rows_per_file: int = 10_000,
     bits: int = 8,
     compression: str = "zstd",
+    attachments: Mapping[str, Path] | None = None,
 ) -> list[Path]:
     """Write `images` ([N, C, H, W] floats in [0, 1]) as PNG rows into ``part-NNNNN.parquet``
     files of at most `rows_per_file` rows under `out_dir`, published atomically with
-    ``_manifest.json`` (files, rows, SHA-256, label counts).
+    ``_manifest.json`` (files, rows, SHA-256, label counts) and `attachments` (the report).
 
     `bits` = 16 writes 16-bit grayscale PNGs. `compression` applies to the small columns;
     PNG bytes are stored uncompressed (they are compressed already). Memory holds one batch
@@ -176,6 +177,7 @@ def write_image_parquet_export(
                 {"path": name, "rows": rows, **file_record(tmp / name)} for name, rows in files
             ],
             "arrow_schema": str(SCHEMA),
+            "attachments": attach(tmp, attachments),
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return [out_dir / name for name, _ in files]

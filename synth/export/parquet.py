@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from synth.atomic import atomic_directory
 from synth.data.schema import ColumnSpec, TableSchema
 from synth.errors import InputDataError
 from synth.export.check import MAX_NAMED, Check, name_list
-from synth.export.folder import MANIFEST_NAME, Export
+from synth.export.folder import MANIFEST_NAME, Export, attach
 from synth.export.metadata import METADATA_KEY, encode_metadata
 from synth.hashing import file_record
 
@@ -244,8 +244,10 @@ def write_parquet_export(
     *,
     rows_per_file: int = 1_000_000,
     compression: str = "zstd",
+    attachments: Mapping[str, Path] | None = None,
 ) -> list[Path]:
     """Stream shards into `part-NNNNN.parquet` files under `out_dir`, published atomically.
+    `attachments` (name -> file: the report) are published with them, listed in the manifest.
 
     Memory holds one shard and one open writer. Each file carries `metadata` as JSON under
     the `synth` key; `_manifest.json` lists files, rows and checksums. On any failure (a
@@ -302,6 +304,7 @@ def write_parquet_export(
                 {"path": name, "rows": rows, **file_record(tmp / name)} for name, rows in files
             ],
             "arrow_schema": str(arrow_schema.remove_metadata()),
+            "attachments": attach(tmp, attachments),
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return [out_dir / name for name, _ in files]
