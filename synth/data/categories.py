@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synth.data.parsing import to_datetimes
+
 MISSING = "__missing__"  # the category of a missing value (None, NaN, pd.NA, NaT)
 
 
@@ -60,8 +62,7 @@ def numeric_values(values: pd.Series, kind: str) -> np.ndarray:
     checks measure every number in one unit; unparsable values and missing values are NaN."""
     s = pd.Series(values)
     if kind == "datetime":
-        if not pd.api.types.is_datetime64_any_dtype(s.dtype):
-            s = pd.to_datetime(s, errors="coerce", format="mixed")
+        s = to_datetimes(s)  # date text with mixed UTC offsets comes back in UTC
         if getattr(s.dt, "tz", None) is not None:
             s = s.dt.tz_convert("UTC").dt.tz_localize(None)
         out = s.astype("datetime64[ns]").to_numpy().astype("int64").astype(float)

@@ -17,8 +17,9 @@ position.
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -76,28 +77,90 @@ def _date_fix(column: str) -> str:
     )
 
 
-def _to_datetime(values: pd.Series) -> pd.Series:
+Offsets = Literal["none", "one", "mixed"]
+"""What UTC offsets date text carries: none (naive), one for every value, or several."""
+
+# The offset that ends date text with a time ("... 05:17:00+01:00", "...T05:17Z", "... 5:17 UTC").
+_OFFSET = re.compile(
+    r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?\s*(Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$", re.IGNORECASE
+)
+
+
+def _offset_key(token: str) -> str:
+    """One spelling per offset: "Z", "UTC", "+00" and "-0000" are all "+00:00"."""
+    token = token.upper()
+    if token in ("Z", "UTC", "GMT"):
+        return "+00:00"
+    digits = token[1:].replace(":", "").ljust(4, "0")
+    key = f"{token[0]}{digits[:2]}:{digits[2:]}"
+    return "+00:00" if key[1:] == "00:00" else key
+
+
+def _text_offsets(values: pd.Series) -> Offsets:
+    """Offsets read off the text itself (pandas would warn, or in pandas 3 raise, to say so)."""
+    text = values.dropna().astype(str).str.strip()
+    tokens = text.str.extract(_OFFSET, expand=False)
+    present = tokens.dropna()
+    if present.empty:
+        return "none"
+    if len(present) < len(text) or present.map(_offset_key).nunique() > 1:
+        return "mixed"  # different offsets, or an offset on some values only
+    return "one"
+
+
+def _to_datetime(values: pd.Series) -> tuple[pd.Series, Offsets]:
+    """Parse leniently (bad values become NaT) and say which offsets the text carried.
+
+    Text with offsets is parsed with `utc=True`: each value becomes the same instant in UTC,
+    whether one offset runs through the column or several (a summer and a winter offset, a
+    feed merged from two zones); a value without an offset among them is read as UTC, as
+    pandas does. Without `utc=True`, mixed offsets make pandas 2 warn (from whichever thread
+    parses: `catch_warnings` is not thread-safe) and pandas 3 raise, so they are found in the
+    text first."""
+    offsets = _text_offsets(values)
+    if offsets != "none":
+        return pd.to_datetime(values, errors="coerce", format="mixed", utc=True), offsets
     parsed = None
-    # Mixed UTC offsets: pandas 2 warns and returns objects, pandas 3 raises; both are
-    # handled below by parsing to UTC.
     with warnings.catch_warnings(), contextlib.suppress(ValueError):
-        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", FutureWarning)  # offsets the pattern did not see
         parsed = pd.to_datetime(values, errors="coerce", format="mixed")
-    if parsed is None or not pd.api.types.is_datetime64_any_dtype(parsed.dtype):
-        parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
-    return parsed
+    if parsed is not None and pd.api.types.is_datetime64_any_dtype(parsed.dtype):
+        if getattr(parsed.dt, "tz", None) is None:
+            return parsed, "none"
+        return parsed.dt.tz_convert("UTC"), "one"
+    return pd.to_datetime(values, errors="coerce", format="mixed", utc=True), "mixed"
+
+
+def to_datetimes(values: pd.Series) -> pd.Series:
+    """Dates, or date text, as datetimes; a value that is not a date becomes NaT (checks that
+    measure columns use this; `parse_datetimes` is the one that refuses). Text with mixed UTC
+    offsets comes back in UTC rather than as objects, or as pandas 3's ValueError."""
+    values = pd.Series(values)
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return values
+    return _to_datetime(values)[0]
+
+
+def utc_offsets(values: pd.Series) -> Offsets:
+    """Which UTC offsets the date text in `values` carries (see `Offsets`); "none" for typed
+    datetimes, whose dtype already says their zone. For a column whose values all parse."""
+    values = pd.Series(values).dropna()
+    if values.empty or pd.api.types.is_datetime64_any_dtype(values.dtype):
+        return "none"
+    return _to_datetime(values)[1]
 
 
 def parse_datetimes(values: pd.Series, column: str) -> pd.Series:
     """Datetimes, or date strings in any mix of ISO-like formats, as a datetime Series.
 
-    Offsets that differ between rows are converted to UTC. A present value that is not a
-    date raises an `InputDataError` naming the column and its row."""
+    Text with UTC offsets (one throughout, or several: summer and winter time) comes back in
+    UTC; naive text stays naive. A present value that is not a date raises an
+    `InputDataError` naming the column and its row."""
     values = pd.Series(values)
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return values
     try:
-        parsed = _to_datetime(values)
+        parsed, _ = _to_datetime(values)
     except _CAST_ERRORS:
         position = _first_raising(values, lambda v: pd.to_datetime([v], format="mixed"))
         raise _bad_value(column, values, position, "a date", _date_fix(column)) from None

@@ -6,13 +6,15 @@ simplicity: a pure function from a DataFrame to a `TableSchema`.
 
 from __future__ import annotations
 
+import hashlib
+import warnings
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
-from synth.data.parsing import epoch_ns, parse_numbers
+from synth.data.parsing import epoch_ns, parse_numbers, to_datetimes, utc_offsets
 from synth.errors import InputDataError
 
 ColumnKind = Literal["numeric", "categorical", "datetime", "id", "constant"]
@@ -48,6 +50,13 @@ class ColumnSpec(BaseModel):
     """An upper bound the user declared; see `min`."""
     categories: list[Scalar] | None = None
     constant_value: Scalar | None = None
+    timezone: str | None = None
+    """"UTC" for a date column whose text carried UTC offsets: its values are normalised to UTC
+    (the model works in UTC instants) and the export's column is a UTC timestamp, so an
+    instant is never shifted silently. None for naive dates, and for typed datetimes (Parquet),
+    whose dtype keeps their zone."""
+    note: str | None = None
+    """What reading the column changed, in words the export carries (never a value)."""
 
     @property
     def modelled(self) -> bool:
@@ -128,8 +137,51 @@ def _looks_like_datetime(values: pd.Series) -> bool:
     sample = values.dropna().astype(str).head(200)
     if sample.empty or not sample.str.contains(r"\d{4}-\d{2}-\d{2}|\d{1,2}/\d{1,2}/\d{2,4}").all():
         return False
-    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
-    return bool(parsed.notna().all())
+    return bool(to_datetimes(sample).notna().all())
+
+
+MIXED_OFFSETS_NOTE = "mixed UTC offsets normalised to UTC"
+ONE_OFFSET_NOTE = "UTC offset normalised to UTC"
+
+
+class TimezoneNormalisedWarning(UserWarning):
+    """A date column's mixed UTC offsets were normalised to UTC (its local times are gone)."""
+
+
+_WARNED: dict[tuple[str, str], None] = {}  # the columns warned about, newest last
+_MAX_WARNED = 256
+
+
+def _warn_once(name: str, present: pd.Series) -> None:
+    """Warn about a column's mixed offsets once per column of one table in this process: the
+    CLI's preflight and the job's load step read the same table. The key is a hash of the
+    column, never shown; the warning names the column alone."""
+    digest = hashlib.sha256(pd.util.hash_pandas_object(present, index=False).to_numpy())
+    key = (name, digest.hexdigest())
+    if key in _WARNED:
+        return
+    _WARNED[key] = None
+    while len(_WARNED) > _MAX_WARNED:
+        del _WARNED[next(iter(_WARNED))]
+    warnings.warn(
+        f"column {name!r}: its dates carry different UTC offsets; they are normalised to UTC "
+        "and exported as UTC timestamps",
+        TimezoneNormalisedWarning,
+        stacklevel=2,
+    )
+
+
+def _with_offsets(spec: ColumnSpec, present: pd.Series) -> ColumnSpec:
+    """A date column read from text: record (and warn) when its offsets are normalised to UTC.
+    One offset throughout is normalised too, so every zoned text column exports the same way;
+    naive dates stay naive."""
+    offsets = utc_offsets(present)
+    if offsets == "none":
+        return spec
+    if offsets == "mixed":
+        _warn_once(spec.name, present)
+    note = MIXED_OFFSETS_NOTE if offsets == "mixed" else ONE_OFFSET_NOTE
+    return spec.model_copy(update={"timezone": "UTC", "note": note})
 
 
 def _epoch_ns(values: pd.Series) -> pd.Series:
@@ -170,7 +222,7 @@ def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
         return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
     if _looks_like_datetime(present):
         _epoch_ns(present)  # every value must parse, or the column is not a date column
-        return ColumnSpec(**base, kind="datetime")
+        return _with_offsets(ColumnSpec(**base, kind="datetime"), present)
     return ColumnSpec(**base, kind="id")
 
 
@@ -288,6 +340,7 @@ def _apply_override(spec: ColumnSpec, o: ColumnOverride, s: pd.Series) -> Column
     data["kind"] = kind
     if kind != spec.kind:
         data.update(categories=None, min=None, max=None, constant_value=None)
+        data.update(timezone=None, note=None)
         if kind == "categorical":
             data["categories"] = _sorted_categories(present)
         elif kind == "numeric":
@@ -305,4 +358,6 @@ def _apply_override(spec: ColumnSpec, o: ColumnOverride, s: pd.Series) -> Column
         value = getattr(o, field)
         if value is not None:
             data[field] = value
+    if kind == "datetime" and kind != spec.kind:
+        return _with_offsets(ColumnSpec(**data), present)
     return ColumnSpec(**data)

@@ -61,7 +61,8 @@ def _arrow_type(spec: ColumnSpec) -> pa.DataType | None:
         return pa.timestamp(unit) if dtype.kind == "M" else pa.duration(unit)
     if spec.kind == "datetime":
         # Dates read from CSV are strings; a typed timestamp serves readers better than text.
-        return pa.timestamp("ns")
+        # Text with UTC offsets was normalised to UTC (`ColumnSpec.timezone`): say so in the type.
+        return pa.timestamp("ns", tz=spec.timezone)
     return pa.string()
 
 
@@ -192,7 +193,7 @@ def to_arrow_table(df: pd.DataFrame, schema: TableSchema) -> pa.Table:
     unknown = [str(c) for c in df.columns if c not in set(schema.names)]
     if unknown:
         raise ValueError(f"columns not in the table schema: {unknown}")
-    arrays, names = [], []
+    arrays, fields = [], []
     for spec in schema.columns:
         if spec.name not in df.columns:
             continue
@@ -204,9 +205,30 @@ def to_arrow_table(df: pd.DataFrame, schema: TableSchema) -> pa.Table:
                 f"column {spec.name!r} cannot be cast to its source dtype {spec.dtype!r} "
                 f"({type(err).__name__})"
             ) from None
-        names.append(spec.name)
-    table = pa.Table.from_arrays(arrays, names=names)
-    return table.replace_schema_metadata(_pandas_metadata(table, schema))
+        note = {NOTE_KEY: spec.note.encode()} if spec.note else None
+        fields.append(pa.field(spec.name, arrays[-1].type, metadata=note))
+    table = pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+    return table.replace_schema_metadata(
+        {**_pandas_metadata(table, schema), **_notes_metadata(table, schema)}
+    )
+
+
+NOTE_KEY = b"synth.note"
+"""Field metadata key: what reading the column changed (`ColumnSpec.note`), on that column."""
+NOTES_KEY = b"synth.notes"
+"""File metadata key: a JSON list of every column's note, "column 'x': ...", for readers that
+look at the file's metadata only."""
+
+
+def _notes_metadata(table: pa.Table, schema: TableSchema) -> dict[bytes, bytes]:
+    """The columns' notes (mixed UTC offsets normalised to UTC...), none when no column has one.
+    Notes are fixed text and column names: never a value."""
+    notes = [
+        f"column {field.name!r}: {schema.column(field.name).note}"
+        for field in table.schema
+        if schema.column(field.name).note
+    ]
+    return {NOTES_KEY: json.dumps(notes).encode()} if notes else {}
 
 
 def _pandas_metadata(table: pa.Table, schema: TableSchema) -> dict[bytes, bytes]:
@@ -216,7 +238,8 @@ def _pandas_metadata(table: pa.Table, schema: TableSchema) -> dict[bytes, bytes]
         spec = schema.column(field.name)
         timestamp_from_text = pa.types.is_timestamp(field.type) and _source_dtype(spec) is not None
         timestamp_from_text &= not pd.api.types.is_datetime64_any_dtype(_source_dtype(spec))
-        dtype = "datetime64[ns]" if timestamp_from_text else spec.dtype
+        zone = f", {field.type.tz}" if timestamp_from_text and field.type.tz else ""
+        dtype = f"datetime64[ns{zone}]" if timestamp_from_text else spec.dtype
         try:
             empty[field.name] = pd.Series(dtype=dtype)
         except (TypeError, ValueError):
