@@ -152,6 +152,14 @@ class TableSteps(JobSteps):
     # ---- train and sample ---------------------------------------------------------------
     model_file = "denoiser"
 
+    def _extra(self, spec: JobSpec, paths: JobPaths, lineage: dict[str, Any]) -> dict[str, Any]:
+        """Besides lineage and protection: what reading the table changed, per column (dates
+        with UTC offsets normalised to UTC), so the report says it as the export does."""
+        extra = super()._extra(spec, paths, lineage)
+        schema = read_schema(paths.schema)
+        notes = [f"column {c.name!r}: {c.note}" for c in schema.columns if c.note]
+        return {**extra, "notes": notes} if notes else extra
+
     def new_synthesizer(self, spec: JobSpec, source: LoadedSource) -> TabularDiffusionSynthesizer:
         schema = read_schema(source.info_path)
         device = spec.training.device

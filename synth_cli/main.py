@@ -129,6 +129,8 @@ def _print_outcome(report_dir: Path, export_dir: Path | None) -> None:
         verdict = f"[bold yellow]OVERRIDDEN[/] ({gate.get('override_reason')})"
     console.print(_summary_table(report, "Privacy and fidelity checks"))
     console.print(f"gate: {verdict}")
+    for note in report.get("extra", {}).get("notes", []):  # column names and fixed text only
+        console.print(f"note: {note}")
     if export_dir is not None and gate["passed"]:
         console.print(f"export: [bold]{export_dir}[/]")
     console.print(f"report: {report_json} and {report_dir / 'report.html'}")

@@ -187,6 +187,9 @@ def test_a_table_with_mixed_offsets_runs_and_its_export_says_utc(flights, tmp_pa
     assert schema.field("scheduled").type == pa.timestamp("ns")
     notes = json.loads(schema.metadata[NOTES_KEY])
     assert f"column 'departed': {MIXED_OFFSETS_NOTE}" in notes
+    report = json.loads((out / "report.json").read_text())  # the report says it too
+    assert f"column 'departed': {MIXED_OFFSETS_NOTE}" in report["extra"]["notes"]
+    assert f"note: column 'departed': {MIXED_OFFSETS_NOTE}" in result.output
     for note in notes:
         _no_value_in(note, flights)
 
