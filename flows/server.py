@@ -6,6 +6,16 @@ it `PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS` (Prefect's default: 20 s) 
 On a busy 2-core machine that is often too little, and the failure surfaced as a traceback
 from deep inside the flow call. Starting it here first turns that into one retry, then one
 line naming the setting, under the CLI's exit code for infrastructure failures.
+
+A server that dies in the middle of a run (killed, out of memory) is watched for too. Left to
+Prefect, its client retries each call for about a minute, the run then fails with tracebacks in
+Prefect's log, and at exit Prefect spends seconds on each task-run event it could not send:
+minutes in all. While a job holds its output directory, a watchdog thread asks the server's
+`/health` every couple of seconds; once a server that answered stops answering for
+`SYNTH_SERVER_LOST_AFTER_SECONDS` (default 30 s, time enough for a restart), the command prints
+one line and exits at once, with the exit code for infrastructure failures (3). Every write a
+run publishes is atomic (checkpoints, staged shards, the export), so stopping there leaves the
+previous export or none, and the next run resumes training from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -13,29 +23,42 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import types
-from collections.abc import Iterator
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from synth.errors import InternalError
 
 STARTUP_SETTING = "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
 ATTEMPTS = 2
+LOST_AFTER_SETTING = "SYNTH_SERVER_LOST_AFTER_SECONDS"
+LOST_AFTER_SECONDS = 30.0
+POLL_SECONDS = 2.0
+EXIT_INTERNAL = 3  # synth_cli.main.EXIT_INTERNAL (the CLI imports this module, not the reverse)
 
 log = logging.getLogger(__name__)
 
 
 def ensure_prefect_api(attempts: int = ATTEMPTS) -> str | None:
     """Make sure flows have an API: None when one is configured (PREFECT_API_URL), else the
-    temporary server's URL, started now (retried once after a timed-out start)."""
+    temporary server's URL, started now (retried once after a timed-out start). Either server
+    is watched from here on (`watch_server`)."""
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
-    if settings.api.url or not settings.server.ephemeral.enabled:
+    if settings.api.url:
+        watch_server(settings.api.url, temporary=False)
+        return None
+    if not settings.server.ephemeral.enabled:
         return None
     timeout = settings.server.ephemeral.startup_timeout_seconds
     for attempt in range(1, attempts + 1):
@@ -43,7 +66,6 @@ def ensure_prefect_api(attempts: int = ATTEMPTS) -> str | None:
         try:
             with _dies_with_this_process():
                 server.start()
-            return server.api_url
         except RuntimeError:
             _stop(server)
             log.warning(
@@ -52,6 +74,9 @@ def ensure_prefect_api(attempts: int = ATTEMPTS) -> str | None:
                 attempt,
                 attempts,
             )
+            continue
+        watch_server(server.api_url, temporary=True)
+        return server.api_url
     raise InternalError(
         f"the temporary Prefect server did not start within {timeout} s, {attempts} times: "
         f"raise {STARTUP_SETTING}, run on a less busy machine, or point PREFECT_API_URL at a "
@@ -95,3 +120,107 @@ def _dies_with_this_process() -> Iterator[None]:
         yield
     finally:
         server_module.subprocess = subprocess
+
+
+# ---- a server that stops answering in the middle of a run -------------------------------
+_watched: set[str] = set()
+
+
+def lost_after_seconds() -> float:
+    """How long a server that answered may go silent before the run gives up on it."""
+    try:
+        return max(1.0, float(os.environ.get(LOST_AFTER_SETTING, LOST_AFTER_SECONDS)))
+    except ValueError:
+        return LOST_AFTER_SECONDS
+
+
+def watch_server(api_url: str, temporary: bool) -> None:
+    """Start (once per server) the watchdog that ends this process when the server dies
+    while a job runs here."""
+    if api_url in _watched:
+        return
+    _watched.add(api_url)
+    threading.Thread(
+        target=watch,
+        args=(api_url, lost_after_seconds()),
+        kwargs={"give_up": lambda: _give_up(api_url, temporary)},
+        name="synth-prefect-watchdog",
+        daemon=True,
+    ).start()
+
+
+def server_answers(api_url: str, timeout: float = 5.0) -> bool | None:
+    """True when `/health` answers (any HTTP status: a server is there), False when nothing
+    listens or it does not answer in time, None for anything else (TLS, proxy, DNS: not a
+    sign that a server which answered before has died)."""
+    try:
+        with urllib.request.urlopen(f"{api_url.rstrip('/')}/health", timeout=timeout):
+            return True
+    except urllib.error.HTTPError:
+        return True
+    except urllib.error.URLError as err:
+        reason = err.reason
+        return False if isinstance(reason, ConnectionError | TimeoutError) else None
+    except (ConnectionError, TimeoutError):
+        return False
+    except (OSError, ValueError):
+        return None
+
+
+def job_running() -> bool:
+    """A job holds its output directory in this process: a flow is running (the CLI takes
+    the lock before the flow starts and releases it when the flow has ended)."""
+    from jobs import paths
+
+    return bool(getattr(paths, "_HELD", True))
+
+
+def watch(
+    api_url: str,
+    lost_after: float,
+    give_up: Callable[[], None],
+    running: Callable[[], bool] = job_running,
+    answers: Callable[[str], bool | None] = server_answers,
+    poll: float = POLL_SECONDS,
+) -> None:
+    """Call `give_up` once a server that has answered does not answer for `lost_after`
+    seconds while `running()`; outside a run (before the flow, or while Prefect drains its
+    queues at exit) a silent server is not this watchdog's business."""
+    seen = False
+    silent_since: float | None = None
+    while True:
+        if running():
+            answer = answers(api_url)
+            seen = seen or answer is True
+            if answer is False and seen:
+                silent_since = silent_since or time.monotonic()
+                if time.monotonic() - silent_since >= lost_after:
+                    give_up()
+                    return
+            else:
+                silent_since = None
+        else:
+            silent_since = None
+        time.sleep(poll)
+
+
+def _give_up(api_url: str, temporary: bool) -> None:  # pragma: no cover (ends the process)
+    """One line, then exit now: Prefect would retry every call for a minute, then spend
+    seconds on each event it could not send. Whatever the run published is whole (atomic)."""
+    seconds = lost_after_seconds()
+    if temporary:
+        where, hint = "the temporary Prefect server", "run the same command again"
+    else:
+        where = f"the Prefect server at {api_url}"
+        hint = "start it again (or unset PREFECT_API_URL for a temporary one), then run again"
+    message = (
+        f"error: {where} stopped answering for {seconds:.0f} s in the middle of the run, so "
+        f"the run stopped: {hint}; the new run resumes training from its last checkpoint, and "
+        "any earlier export is untouched"
+    )
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    with contextlib.suppress(Exception):
+        sys.stderr.write(f"\n{message}\n")
+        sys.stderr.flush()
+    os._exit(EXIT_INTERNAL)
