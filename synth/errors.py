@@ -33,3 +33,9 @@ class JobBusyError(SynthError):
 class InternalError(SynthError):
     """Not the input's fault: an unexpected error inside a step, or infrastructure (the
     orchestration server) that failed. The CLI exits with its own code (3) for these."""
+
+
+class SynthWarning(UserWarning):
+    """Something the user should know that does not stop the job (a column changed on
+    reading, images resized). The command line prints it as one `warning:` line; it names
+    columns or files, never a value."""

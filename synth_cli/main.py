@@ -62,6 +62,31 @@ def _options(
         from jobs.guard import DEBUG_ENV
 
         os.environ[DEBUG_ENV] = "1"
+    _one_line_warnings()
+
+
+def _one_line_warnings() -> None:
+    """Our own warnings (`SynthWarning`) print as one `warning:` line, without Python's file
+    name and source line; any other warning prints as Python prints it."""
+    import warnings
+
+    from synth.errors import SynthWarning
+
+    if warnings.showwarning is not getattr(warnings, "_showwarning_orig", None):
+        return  # already replaced: ours, or a caller's that records them (pytest)
+    python_way = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        # `catch_warnings(record=True)` records through `_showwarnmsg_impl`: leave it be.
+        recording = getattr(warnings._showwarnmsg_impl, "__module__", None) != "warnings"
+        if issubclass(category, SynthWarning) and not recording:
+            from rich.markup import escape
+
+            err_console.print(f"[yellow]warning:[/] {escape(str(message))}", soft_wrap=True)
+        else:
+            python_way(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def _friendly(fn):

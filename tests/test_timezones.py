@@ -6,6 +6,8 @@ pyarrow. Messages name the column, never a value."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import warnings
 
 import pandas as pd
@@ -198,3 +200,18 @@ def test_a_table_with_mixed_offsets_runs_and_its_export_says_utc(flights, tmp_pa
     assert exported.notna().all() and len(exported) > 0
     # The model's values stay inside the table's range, as instants in UTC.
     assert real.min() <= exported.min() and exported.max() <= real.max()
+
+
+def test_the_command_prints_the_warning_as_one_line(flights, tmp_path):
+    """Not Python's two-line form (file, line number, then the source line of `warn`)."""
+    csv = tmp_path / "flights.csv"
+    flights.to_csv(csv, index=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "synth_cli", "schema", str(csv)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "warning: column 'departed': its dates carry different UTC offsets; they are "
+        "normalised to UTC and exported as UTC timestamps"
+    ]

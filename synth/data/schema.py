@@ -15,7 +15,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from synth.data.parsing import epoch_ns, parse_numbers, to_datetimes, utc_offsets
-from synth.errors import InputDataError
+from synth.errors import InputDataError, SynthWarning
 
 ColumnKind = Literal["numeric", "categorical", "datetime", "id", "constant"]
 Scalar = str | bool | int | float
@@ -144,7 +144,7 @@ MIXED_OFFSETS_NOTE = "mixed UTC offsets normalised to UTC"
 ONE_OFFSET_NOTE = "UTC offset normalised to UTC"
 
 
-class TimezoneNormalisedWarning(UserWarning):
+class TimezoneNormalisedWarning(SynthWarning):
     """A date column's mixed UTC offsets were normalised to UTC (its local times are gone)."""
 
 
