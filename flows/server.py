@@ -175,6 +175,36 @@ def job_running() -> bool:
     return bool(getattr(paths, "_HELD", True))
 
 
+# While the server is silent, these log every event Prefect cannot send, payload and all,
+# every few seconds: held back until it answers again (or the run stops, in one line).
+NOISY_LOGGERS = ("prefect._internal.concurrency", "prefect.events.clients")
+
+
+def _hold_back(record: logging.LogRecord) -> bool:
+    return False
+
+
+_raise_exceptions = logging.raiseExceptions
+
+
+def quiet_prefect(quiet: bool) -> None:
+    """Hold back (True) or let through again (False) Prefect's per-event connection errors,
+    and the "--- Error logging to API ---" lines its log handler writes when `logging`
+    reports handler errors (`logging.raiseExceptions`)."""
+    global _raise_exceptions
+    for name in NOISY_LOGGERS:
+        # a filter, not a level: Prefect's internal logger ignores levels (`SafeLogger`)
+        logger = logging.getLogger(name)
+        if quiet:
+            logger.addFilter(_hold_back)
+        else:
+            logger.removeFilter(_hold_back)
+    if quiet:
+        _raise_exceptions, logging.raiseExceptions = logging.raiseExceptions, False
+    else:
+        logging.raiseExceptions = _raise_exceptions
+
+
 def watch(
     api_url: str,
     lost_after: float,
@@ -182,25 +212,34 @@ def watch(
     running: Callable[[], bool] = job_running,
     answers: Callable[[str], bool | None] = server_answers,
     poll: float = POLL_SECONDS,
+    quiet: Callable[[bool], None] = quiet_prefect,
 ) -> None:
     """Call `give_up` once a server that has answered does not answer for `lost_after`
     seconds while `running()`; outside a run (before the flow, or while Prefect drains its
-    queues at exit) a silent server is not this watchdog's business."""
+    queues at exit) a silent server is not this watchdog's business. `quiet(True)` when the
+    server falls silent, `quiet(False)` when it answers again."""
     seen = False
     silent_since: float | None = None
     while True:
-        if running():
-            answer = answers(api_url)
-            seen = seen or answer is True
-            if answer is False and seen:
-                silent_since = silent_since or time.monotonic()
-                if time.monotonic() - silent_since >= lost_after:
-                    give_up()
-                    return
-            else:
-                silent_since = None
-        else:
+        answer = answers(api_url) if running() else None
+        seen = seen or answer is True
+        if answer is False and seen:
+            if silent_since is None:
+                silent_since = time.monotonic()
+                quiet(True)
+                log.warning(
+                    "the Prefect server at %s does not answer: waiting up to %.0f s for it",
+                    api_url,
+                    lost_after,
+                )
+            if time.monotonic() - silent_since >= lost_after:
+                give_up()
+                return
+        elif silent_since is not None:
             silent_since = None
+            quiet(False)
+            if answer is True:
+                log.warning("the Prefect server at %s answers again", api_url)
         time.sleep(poll)
 
 
