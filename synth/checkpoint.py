@@ -26,7 +26,9 @@ from synth.errors import InputDataError
 
 STATE_DIR = "training_state"
 STATE_FILE = "synthesizer.json"
-FORMAT_VERSION = 2  # 2: rare-value protection (the encoder's k, bounds and grouped counts)
+# 2: rare-value protection (the encoder's k, bounds and grouped counts); 3: many-level columns
+# as two frequency-ranked codes (the encoder's split bases) and text IDs' patterns
+FORMAT_VERSION = 3
 # The files `save_checkpoint` writes into `training_state/`: all a stale checkpoint loses.
 STATE_FILES = ("state.json", "model.safetensors", "ema.safetensors", "optimizer.safetensors")
 # Training settings a resume may change: where it runs, how often it saves, whether it resumes,

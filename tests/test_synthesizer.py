@@ -175,7 +175,8 @@ def test_string_ids_and_constants_are_filled_in(torch_single_thread, wine):
     synth = TabularDiffusionSynthesizer(schema, SMALL, tiny(10), device="cpu")
     out = synth.fit(df, progress=False).sample(30)
     assert list(out.columns) == list(df.columns)
-    assert out["sample_id"].is_unique and out["sample_id"].str.startswith("syn-").all()
+    # regenerated in the format of the real ones (issue 11): "W0" and three digits
+    assert out["sample_id"].is_unique and out["sample_id"].str.fullmatch(r"W0\d{3}").all()
     assert (out["lab"] == "Genoa").all() and (out["batch_no"] == 1).all()
 
 
@@ -267,7 +268,7 @@ def test_save_layout_has_no_pickles(churn_synth, tmp_path):
     assert not [p for p in files if p.suffix in {".pkl", ".pickle", ".bin", ".pt", ".pth"}]
     assert not list(directory.rglob("*.tmp"))
     state = json.loads((directory / "synthesizer.json").read_text())
-    assert state["format_version"] == 2
+    assert state["format_version"] == 3
     assert state["steps_trained"] == 400
     assert TableSchema.model_validate(state["schema"]) == churn_synth.schema
 

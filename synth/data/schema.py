@@ -22,8 +22,16 @@ Scalar = str | bool | int | float
 
 # An integer column with at most this many distinct values is treated as categorical (0/1 flags...).
 MAX_INTEGER_CATEGORIES = 10
-# A string column with at most this many distinct values is categorical; above, it is ID-like text.
+# A string column with at most this many distinct values is categorical without further tests;
+# above, it is still categorical (airports, zip codes, products...) unless it is date text or
+# identifies rows (see MIN_ID_DISTINCT_SHARE).
 MAX_STRING_CATEGORIES = 100
+# A text column whose distinct values are at least this share of its present values identifies
+# rows (a key, an email, a free-text note): an ID, regenerated, never modelled. Below it, values
+# repeat enough to be levels an analyst groups by; those held by fewer than k training rows are
+# grouped by rare-value protection, so a near-unique column modelled as categorical would emit
+# almost only the rare label.
+MIN_ID_DISTINCT_SHARE = 0.95
 # Below this many rows a column of unique values is not called an ID (too little evidence).
 MIN_ROWS_FOR_ID = 20
 # A text target is categorical up to this many classes (other text columns stop at
@@ -223,7 +231,17 @@ def _infer_column(name: str, s: pd.Series) -> ColumnSpec:
     if _looks_like_datetime(present):
         _epoch_ns(present)  # every value must parse, or the column is not a date column
         return _with_offsets(ColumnSpec(**base, kind="datetime"), present)
-    return ColumnSpec(**base, kind="id")
+    if _identifies_rows(n_unique, len(present)):
+        return ColumnSpec(**base, kind="id")
+    return ColumnSpec(**base, kind="categorical", categories=_sorted_categories(present))
+
+
+def _identifies_rows(n_unique: int, n_present: int) -> bool:
+    """Text whose values (nearly) never repeat is a key, not levels; a tiny table is too
+    little evidence either way, so it keeps the old rule (unique means ID)."""
+    if n_present < MIN_ROWS_FOR_ID:
+        return n_unique == n_present
+    return n_unique >= MIN_ID_DISTINCT_SHARE * n_present
 
 
 def infer_schema(
@@ -273,11 +291,16 @@ def infer_schema(
 
 def _target_classes(spec: ColumnSpec, s: pd.Series) -> ColumnSpec:
     """A text target with repeated values is categorical up to MAX_TARGET_CLASSES classes
-    (past the MAX_STRING_CATEGORIES that make other text columns IDs); beyond, refused."""
-    if spec.kind != "id" or pd.api.types.is_numeric_dtype(s.dtype):
+    (even when near-unique, which makes other text columns IDs); beyond, refused: the
+    evaluation's classifier grows with each class, unlike a modelled feature's levels."""
+    if spec.kind not in ("id", "categorical") or pd.api.types.is_numeric_dtype(s.dtype):
         return spec
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return spec  # levels the user declared
     present = s.dropna()
     n_classes = int(present.nunique())
+    if spec.kind == "categorical" and n_classes <= MAX_TARGET_CLASSES:
+        return spec
     if n_classes == len(present):
         return spec  # a different value in every row: an ID, refused as a target below
     if n_classes > MAX_TARGET_CLASSES:
@@ -292,10 +315,15 @@ def _target_classes(spec: ColumnSpec, s: pd.Series) -> ColumnSpec:
 
 def _refuse_mixed_numbers(spec: ColumnSpec, s: pd.Series) -> None:
     """A text column whose values are mostly numbers, with some text ("n/a", "unknown", a
-    code), would otherwise become an ID and be replaced: name its first text cell instead."""
-    if spec.kind != "id" or pd.api.types.is_numeric_dtype(s.dtype):
+    code), would otherwise become an ID and be replaced, or thousands of levels with the
+    numbers' order lost: name its first text cell instead."""
+    if spec.kind not in ("id", "categorical") or pd.api.types.is_numeric_dtype(s.dtype):
         return
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        return  # levels the user declared
     present = s.dropna()
+    if spec.kind == "categorical" and present.nunique() <= MAX_STRING_CATEGORIES:
+        return  # a few codes, some of them numbers: levels as they always were
     numbers = pd.to_numeric(present.astype(object), errors="coerce")
     share = float(numbers.notna().mean())
     if 0.5 <= share < 1.0:

@@ -2,7 +2,9 @@
 
 - numeric and datetime columns -> quantile-normalised floats (TabDDPM); missing values get a
   binary indicator that is diffused as a categorical, so missingness is modelled, not imputed;
-- categorical columns -> integer codes (missing is its own code);
+- categorical columns -> integer codes (missing is its own code); a column of more than
+  `split_codes.SPLIT_ABOVE` levels -> two codes of about sqrt(levels) classes each, from its
+  levels ranked by training frequency (see `synth.tabular.split_codes`);
 - a categorical target used for conditioning -> a separate label vector `y`.
 
 Everything is learned from the training rows passed to `fit`, under rare-value protection
@@ -12,7 +14,8 @@ with the model, holds no single person's value:
   or into a missing value (numeric and boolean columns): it is never emitted;
 - decoded numbers are clipped to the `k`-th smallest and largest training values;
 - each quantile knot is the mean of a block of at least `k` sorted training values, and the
-  fill value of a missing number is the mean of the middle `k` values.
+  fill value of a missing number is the mean of the middle `k` values;
+- a text ID column keeps only the pattern of its IDs (`synth.data.id_format`), never an ID.
 """
 
 from __future__ import annotations
@@ -28,10 +31,12 @@ from scipy import special, stats
 from sklearn.preprocessing import QuantileTransformer
 
 from synth.data.categories import MISSING, category_key, category_keys
+from synth.data.id_format import IdFormat, fit_id_format
 from synth.data.parsing import epoch_ns, locate, parse_numbers
 from synth.data.rare import common_categories, kth_bounds, numeric_like
 from synth.data.schema import ColumnSpec, Scalar, TableSchema
 from synth.errors import BadValueError, InputDataError, NotFittedError
+from synth.tabular import split_codes
 
 # QuantileTransformer clips its normal output to +-ppf(1 - 1e-7); the column's min and max land
 # there. Stored as float32, that z rounds toward zero, which decoded the min and max slightly
@@ -111,6 +116,21 @@ class TableEncoder:
             if grouped:
                 self.rare_grouped_[name] = grouped
         self.target_classes_: list[Scalar] = self.categories_.pop(target) if target else []
+        self.split_bases_: dict[str, int] = {}
+        for name in self.cat_columns_:
+            base = split_codes.split_base(len(self.categories_[name]))
+            if base:  # many levels: ranked by training frequency, then split in two codes
+                levels = self.categories_[name]
+                codes = self._codes(df[name], levels, name)
+                order = split_codes.frequency_order(codes, len(levels))
+                self.categories_[name] = [levels[i] for i in order]
+                self.split_bases_[name] = base
+        self.id_formats_: dict[str, IdFormat] = {}
+        for spec in self.schema.of_kind("id"):
+            if not spec.integer and not numeric_like(spec):
+                found = fit_id_format(df[spec.name], k, salt=self.seed)
+                if found is not None:
+                    self.id_formats_[spec.name] = found
 
         values = {n: _as_float(self.schema.column(n), df[n]) for n in self.num_columns_}
         self.null_indicator_columns_: list[str] = [
@@ -136,12 +156,36 @@ class TableEncoder:
         return self
 
     @property
-    def num_classes(self) -> list[int]:
-        """Number of categories of each diffused categorical feature (null indicators last)."""
+    def split_columns(self) -> list[str]:
+        """The categorical columns diffused as two codes, in `cat_columns_` order."""
         self._check_fitted()
-        return [len(self.categories_[n]) for n in self.cat_columns_] + [2] * len(
-            self.null_indicator_columns_
-        )
+        return [n for n in self.cat_columns_ if n in self.split_bases_]
+
+    @property
+    def num_classes(self) -> list[int]:
+        """Number of categories of each diffused categorical feature: one per categorical
+        column (a split column's bucket), then each split column's `within` code, then the
+        null indicators. So feature j is always `cat_columns_[j]`."""
+        self._check_fitted()
+        first = []
+        for n in self.cat_columns_:
+            levels = len(self.categories_[n])
+            base = self.split_bases_.get(n)
+            first.append(split_codes.split_classes(levels, base)[0] if base else levels)
+        within = [self.split_bases_[n] for n in self.split_columns]
+        return first + within + [2] * len(self.null_indicator_columns_)
+
+    def regenerate_ids(self, spec: ColumnSpec, start: int, n: int) -> np.ndarray:
+        """Fresh IDs for rows `start` .. `start + n - 1`, unique across rows: integers number
+        the rows; text keeps the training IDs' pattern, or `syn-000000001`... without one."""
+        self._check_fitted()
+        numbers = np.arange(start + 1, start + n + 1)
+        if spec.integer:
+            return numbers
+        found = getattr(self, "id_formats_", {}).get(spec.name)
+        if found is not None:
+            return found.generate(start, n)
+        return np.array([f"syn-{i:09d}" for i in numbers], dtype=object)
 
     @property
     def n_num(self) -> int:
@@ -183,6 +227,12 @@ class TableEncoder:
         else:
             x_num, nulls = np.zeros((n, 0), np.float32), np.zeros((n, 0), bool)
         cats = [self._codes(df[c], self.categories_[c], c) for c in self.cat_columns_]
+        within = []
+        for j, c in enumerate(self.cat_columns_):
+            if c in self.split_bases_:
+                cats[j], low = split_codes.split(cats[j], self.split_bases_[c])
+                within.append(low)
+        cats += within
         for c in self.null_indicator_columns_:
             cats.append(nulls[:, self.num_columns_.index(c)].astype(np.int64))
         x_cat = np.stack(cats, axis=1) if cats else np.zeros((n, 0), np.int64)
@@ -205,14 +255,23 @@ class TableEncoder:
                 if spec.integer or spec.kind == "datetime":
                     col = np.round(col)
                 if name in self.null_indicator_columns_:
-                    k = len(self.cat_columns_) + self.null_indicator_columns_.index(name)
+                    k = (
+                        len(self.cat_columns_)
+                        + len(self.split_bases_)
+                        + self.null_indicator_columns_.index(name)
+                    )
                     col = np.where(enc.x_cat[:, k] == 1, np.nan, col)
                 if spec.kind == "datetime":
                     out[name] = pd.to_datetime(pd.Series(col), unit="ns")
                 else:
                     out[name] = col
+        split_columns = self.split_columns
         for j, name in enumerate(self.cat_columns_):
-            out[name] = _decode(enc.x_cat[:, j], self.categories_[name])
+            codes, levels = enc.x_cat[:, j], self.categories_[name]
+            if name in self.split_bases_:
+                within = enc.x_cat[:, len(self.cat_columns_) + split_columns.index(name)]
+                codes = split_codes.join(codes, within, self.split_bases_[name], len(levels))
+            out[name] = _decode(codes, levels)
         if self.conditional and enc.y is not None:
             out[self.schema.target] = _decode(enc.y, self.target_classes_)
         ordered = [c.name for c in self.schema.modelled if c.name in out]
@@ -233,6 +292,8 @@ class TableEncoder:
             "cat_columns": self.cat_columns_,
             "null_indicator_columns": self.null_indicator_columns_,
             "categories": self.categories_,
+            "split_bases": self.split_bases_,
+            "id_formats": {name: f.to_dict() for name, f in self.id_formats_.items()},
             "target_classes": self.target_classes_,
             "fill_values": self.fill_values_,
             "quantiles": None if q is None else q.quantiles_.tolist(),
@@ -254,6 +315,8 @@ class TableEncoder:
         enc.cat_columns_ = state["cat_columns"]
         enc.null_indicator_columns_ = state["null_indicator_columns"]
         enc.categories_ = state["categories"]
+        enc.split_bases_ = state["split_bases"]
+        enc.id_formats_ = {n: IdFormat.from_dict(f) for n, f in state["id_formats"].items()}
         enc.target_classes_ = state["target_classes"]
         enc.fill_values_ = state["fill_values"]
         enc.quantile_ = None

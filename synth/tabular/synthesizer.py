@@ -326,10 +326,7 @@ class TabularDiffusionSynthesizer:
             elif spec.kind == "constant":
                 out[spec.name] = np.full(n, spec.constant_value, dtype=object)
             elif spec.kind == "id" and id_strategy == "regenerate":
-                ids = np.arange(offset + 1, offset + n + 1)
-                out[spec.name] = (
-                    ids if spec.integer else np.array([f"syn-{i:09d}" for i in ids], dtype=object)
-                )
+                out[spec.name] = self.encoder_.regenerate_ids(spec, offset, n)
         return columns_to_frame(out)
 
     def protection(self) -> dict[str, Any]:
@@ -341,6 +338,7 @@ class TabularDiffusionSynthesizer:
             "rare_category_label": enc.rare_label,
             "grouped_values": dict(enc.rare_grouped_),
             "clipped_bounds": len(enc.bounds_) if enc.min_rows > 1 else 0,
+            "id_collision_chance": {n: f.collision_chance for n, f in enc.id_formats_.items()},
         }
 
     # ---- persistence (diffusers layout, safetensors + JSON, never pickle) -----------------
