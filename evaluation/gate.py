@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from synth.errors import GateFailedError
 
-FIDELITY = ("column_shapes", "pair_trends", "detection_auc", "tstr_gap")
+FIDELITY = ("column_shapes", "pair_trends", "detection_auc", "tstr_gap", "rule_break_excess")
 
 DESCRIPTIONS: dict[str, str] = {
     "column_shapes": (
@@ -90,6 +90,11 @@ DESCRIPTIONS: dict[str, str] = {
     "inference_risk": (
         "Anonymeter attribute-inference risk, pooled over columns: secrets guessed from the "
         "nearest synthetic row beyond the holdout's rate; cannot tell leaks from correlations."
+    ),
+    "rule_break_excess": (
+        "Share of synthetic rows breaking a logical rule every real training row keeps (a value "
+        "fixing another's, a <= b), minus the holdout's: catches impossible rows, not rules "
+        "with too little support to be found."
     ),
 }
 

@@ -317,6 +317,29 @@ def protection_html(protection: dict[str, Any] | None) -> str:
     return "".join(lines)
 
 
+def rules_html(evaluation: TableEvaluation) -> str:
+    """The logical rules found in the real training rows, by columns, with the synthetic and
+    holdout rows breaking each: names and counts, never a value."""
+    r = evaluation.rules
+    head = (
+        f"<h2>Logical rules</h2><p>{r.n_rules} rule(s) every real training row keeps, each "
+        f"with a premise held by at least {r.min_support} training rows. Rows breaking one: "
+        f"synthetic {r.rule_breaks:.2%}, holdout {r.holdout_rule_breaks:.2%}.</p>"
+    )
+    if not r.groups:
+        return head
+    rows = "".join(
+        f"<tr><td><code>{html.escape(g.rule)}</code></td><td>{g.kind}</td>"
+        f'<td class="num">{g.rules}</td><td class="num">{g.synthetic_breaks}</td>'
+        f'<td class="num">{g.holdout_breaks}</td></tr>'
+        for g in r.groups
+    )
+    return (
+        head + "<table><tr><th>rule (columns)</th><th>kind</th><th>value pairs</th>"
+        f"<th>synthetic rows breaking</th><th>holdout rows breaking</th></tr>{rows}</table>"
+    )
+
+
 def render_html(
     evaluation: TableEvaluation,
     train: pd.DataFrame,
@@ -361,6 +384,7 @@ percentiles, categories seen fewer than {MIN_CATEGORY_COUNT} times pooled as "(r
 <div class="grid">{"".join(plots)}</div>
 <h2>Pair trends</h2>
 {img_tag(heat, "association difference") if heat is not None else "<p>fewer than two columns</p>"}
+{rules_html(evaluation)}
 <h2>Distance to closest record</h2>
 {img_tag(_dcr_plot(evaluation), "DCR histogram")}
 <p class="muted">Synthetic rows should sit no closer to the training data than fresh holdout

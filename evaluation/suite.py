@@ -37,7 +37,7 @@ from evaluation.table import (
     prepare_frames,
 )
 from evaluation.table import run_parts as run_table_parts
-from synth.config import EvaluationSpec, PrivacySpec
+from synth.config import EvaluationSpec, PrivacySpec, RulesSpec
 from synth.data.schema import TableSchema
 from synth.errors import InputDataError
 
@@ -56,6 +56,8 @@ class TableInputs:
     synthetic: pd.DataFrame
     schema: TableSchema
     privacy: PrivacySpec = field(default_factory=PrivacySpec)
+    rules: RulesSpec = field(default_factory=RulesSpec)
+    """How the logical rules are found in the real training rows (the job's `rules`)."""
     modality: ClassVar[str] = "table"
 
 
@@ -123,7 +125,7 @@ class TableSuite:
     ) -> Parts:
         frames = prepare_frames(
             inputs.train, inputs.holdout, inputs.synthetic, inputs.schema,
-            seed=seed, max_rows=max_rows, privacy=inputs.privacy,
+            seed=seed, max_rows=max_rows, privacy=inputs.privacy, rules=inputs.rules,
         )  # fmt: skip
         return run_table_parts(frames, inputs.schema, names, seed=seed, progress=progress)
 

@@ -28,8 +28,9 @@ from evaluation.fidelity import (
 from evaluation.gate import GateResult, apply_gate
 from evaluation.membership import Domias, domias
 from evaluation.privacy import Privacy, membership_risk, privacy_distances
+from evaluation.rules import RuleBreaks, rule_break_share
 from evaluation.unique_copies import UniqueCopies, unique_copies
-from synth.config import PrivacySpec, Thresholds
+from synth.config import PrivacySpec, RulesSpec, Thresholds
 from synth.data.schema import TableSchema
 from synth.errors import InputDataError
 
@@ -47,6 +48,7 @@ class TableEvaluation(BaseModel):
     unique_copies: UniqueCopies
     domias: Domias
     anonymeter: AnonymeterRisks
+    rules: RuleBreaks
     gate: GateResult
     kinds: dict[str, str]
     seed: int
@@ -86,6 +88,8 @@ class TableEvaluation(BaseModel):
             "unique_copies": self.unique_copies.model_dump(),
             "domias": self.domias.model_dump(),
             "anonymeter": self.anonymeter.model_dump(),
+            # rules by column names and counts: never a value
+            "rules": self.rules.model_dump(),
             "seed": self.seed,
         }
         return json_safe(out)
@@ -131,6 +135,8 @@ class EvalFrames:
     n_synthetic_total: int
     privacy: PrivacySpec = field(default_factory=PrivacySpec)
     """The rare-value protection the model was trained under (`k`, the rare label)."""
+    rules: RulesSpec = field(default_factory=RulesSpec)
+    """How the logical rules are found in the real training rows."""
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -151,6 +157,7 @@ def prepare_frames(
     seed: int = 0,
     max_rows: int = 10_000,
     privacy: PrivacySpec | None = None,
+    rules: RulesSpec | None = None,
 ) -> EvalFrames:
     """Check the columns and subsample synthetic and holdout to `max_rows` and train to the
     synthetic size (for the fitted checks), in a fixed order from one seeded generator.
@@ -162,8 +169,9 @@ def prepare_frames(
     holdout = _sample(holdout, max_rows, rng)
     train_same_size = _sample(train, len(synthetic), rng)
     return EvalFrames(
-        train, holdout, synthetic, train_same_size, n_synthetic_total, privacy or PrivacySpec()
-    )
+        train, holdout, synthetic, train_same_size, n_synthetic_total,
+        privacy or PrivacySpec(), rules or RulesSpec(),
+    )  # fmt: skip
 
 
 # Metric groups that run apart (a Prefect task each): frames -> JSON-able numbers only.
@@ -215,6 +223,13 @@ def _anonymeter(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]
     return anonymeter_risks(f.train, f.holdout, f.synthetic, schema, seed=seed).model_dump()
 
 
+def _rules(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any]:
+    return rule_break_share(
+        f.train, f.holdout, f.synthetic, schema,
+        k=f.privacy.rare_category_min_rows, spec=f.rules,
+    ).model_dump()  # fmt: skip
+
+
 EVALUATION_PARTS: dict[str, Callable[[EvalFrames, TableSchema, int], dict[str, Any] | None]] = {
     "column_shapes": _column_shapes,
     "pair_trends": _pair_trends,
@@ -226,6 +241,7 @@ EVALUATION_PARTS: dict[str, Callable[[EvalFrames, TableSchema, int], dict[str, A
     "unique_copies": _unique_copies,
     "domias": _domias,
     "anonymeter": _anonymeter,
+    "rules": _rules,
 }
 """Independent metric groups, by name. Each is deterministic in (frames, schema, seed)."""
 
@@ -278,6 +294,7 @@ def combine_parts(
     copies = UniqueCopies.model_validate(parts["unique_copies"])
     attack = Domias.model_validate(parts["domias"])
     risks = AnonymeterRisks.model_validate(parts["anonymeter"])
+    rules = RuleBreaks.model_validate(parts["rules"])
 
     metrics: dict[str, float | int | None] = {
         "column_shapes": shapes.score,
@@ -309,6 +326,9 @@ def combine_parts(
         "singling_out_risk": max(risks.singling_out.risk, risks.singling_out_univariate.risk),
         "linkability_risk": risks.linkability.risk,
         "inference_risk": risks.inference.risk,
+        "rule_breaks": rules.rule_breaks,
+        "holdout_rule_breaks": rules.holdout_rule_breaks,
+        "rule_break_excess": rules.rule_breaks - rules.holdout_rule_breaks,
         "n_train": sizes["n_train"],
         "n_holdout": sizes["n_holdout"],
         "n_synthetic": sizes["n_synthetic"],
@@ -331,6 +351,7 @@ def combine_parts(
         unique_copies=copies,
         domias=attack,
         anonymeter=risks,
+        rules=rules,
         gate=gate,
         kinds={c.name: c.kind for c in schema.modelled},
         seed=seed,
@@ -350,6 +371,7 @@ def evaluate_table(
     override: bool = False,
     override_reason: str | None = None,
     privacy: PrivacySpec | None = None,
+    rules: RulesSpec | None = None,
 ) -> TableEvaluation:
     """Run every check and the gate: the `EVALUATION_PARTS` in turn, then `combine_parts`.
 
@@ -359,8 +381,9 @@ def evaluate_table(
     TSTR gap measures quality and not training-set size.
     """
     frames = prepare_frames(
-        train, holdout, synthetic, schema, seed=seed, max_rows=max_rows, privacy=privacy
-    )
+        train, holdout, synthetic, schema, seed=seed, max_rows=max_rows, privacy=privacy,
+        rules=rules,
+    )  # fmt: skip
     parts = run_parts(frames, schema, list(EVALUATION_PARTS), seed=seed, progress=progress)
     return combine_parts(
         parts,

@@ -164,8 +164,9 @@ class TableSteps(JobSteps):
         schema = read_schema(source.info_path)
         device = spec.training.device
         return TabularDiffusionSynthesizer(
-            schema, spec.model, spec.training, seed=spec.seed, device=device, privacy=spec.privacy
-        )
+            schema, spec.model, spec.training, seed=spec.seed, device=device,
+            privacy=spec.privacy, rules=spec.rules,
+        )  # fmt: skip
 
     def load_synthesizer(self, spec: JobSpec, paths: JobPaths) -> TabularDiffusionSynthesizer:
         return TabularDiffusionSynthesizer.load(paths.model, device=spec.training.device)
@@ -192,7 +193,9 @@ class TableSteps(JobSteps):
         train_df, holdout_df = self.real_frames(spec, source, split_path)
         synthetic = _head(paths.staging, spec.evaluation.max_rows)
         schema = read_schema(source.info_path)
-        return TableInputs(train_df, holdout_df, synthetic, schema, privacy=spec.privacy)
+        return TableInputs(
+            train_df, holdout_df, synthetic, schema, privacy=spec.privacy, rules=spec.rules
+        )
 
     # ---- export -------------------------------------------------------------------------
     def export(

@@ -11,6 +11,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from synth.data.rules import (
+    DEFAULT_MIN_SUPPORT,
+    DEFAULT_MIN_SUPPORT_FRACTION,
+    FixedValue,
+    Ordering,
+    RuleFilter,
+)
 from synth.data.schema import ColumnOverride
 from synth.errors import ConfigError
 
@@ -120,6 +127,29 @@ class PrivacySpec(_Strict):
     has no room for a label)."""
 
 
+class RulesSpec(_Strict):
+    """Logical rules every training row keeps (`synth.data.rules`), found at fit and kept in
+    the synthetic rows: a drawn row that breaks one is drawn again."""
+
+    discover: bool = True
+    """Find the rules in the training rows; false keeps only the ones under `add`."""
+    min_support: int = Field(DEFAULT_MIN_SUPPORT, ge=1)
+    """A rule's premise must hold on at least max(k, min_support, min_support_fraction of the
+    training rows) rows, so it is a fact about many people, not one."""
+    min_support_fraction: float = Field(DEFAULT_MIN_SUPPORT_FRACTION, ge=0.0, le=1.0)
+    add: list[FixedValue | Ordering] = Field(default_factory=list)
+    """Rules to keep besides the discovered ones, e.g. {if_column: a, if_value: x,
+    then_column: b, then_value: y} or {kind: order, lower: a, upper: b}; values must be held
+    by at least k training rows. Edit a rule: drop it, then add the new one."""
+    drop: list[RuleFilter] = Field(default_factory=list)
+    """Discovered rules to forget; every field given must match, e.g. {if_column: a,
+    then_column: b} drops each value pair from a to b."""
+    enforce: bool = True
+    """Draw again the synthetic rows that break a rule (rejection sampling)."""
+    max_redraws: int = Field(20, ge=0)
+    """Rounds of redrawing; rows still breaking a rule after them are kept, and counted."""
+
+
 class Thresholds(_Strict):
     """Gate thresholds. Each names the direction it bounds."""
 
@@ -159,6 +189,9 @@ class Thresholds(_Strict):
     """Anonymeter linkability risk: records whose two halves link through one synthetic row."""
     inference_risk_max: float = 0.10
     """Anonymeter attribute-inference risk, pooled over every column as the secret."""
+    rule_break_excess_max: float = 0.01
+    """Share of synthetic rows breaking a logical rule every real training row keeps, minus
+    the share of fresh holdout rows breaking it (a rule found in train may not be a law)."""
 
 
 class ImageThresholds(_Strict):
@@ -233,6 +266,7 @@ class JobSpec(_Strict):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     sampling: SamplingSpec = Field(default_factory=SamplingSpec)
     privacy: PrivacySpec = Field(default_factory=PrivacySpec)
+    rules: RulesSpec = Field(default_factory=RulesSpec)
     evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     export: ExportSpec = Field(default_factory=ExportSpec)
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)

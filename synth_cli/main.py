@@ -646,10 +646,13 @@ def schema(
     """Print the inferred schema as YAML, to read and to override under source.columns."""
     import yaml
 
+    from synth.config import PrivacySpec
     from synth.data.io import load_table
+    from synth.data.rules import discover_rules, rule_groups
     from synth.data.schema import infer_schema
 
-    described = infer_schema(load_table(data), target)
+    table = load_table(data)
+    described = infer_schema(table, target)
     rows = [
         {
             k: v
@@ -658,7 +661,11 @@ def schema(
         }
         for c in described.columns
     ]
-    console.print(yaml.safe_dump({"target": target, "columns": rows}, sort_keys=False))
+    # the rules a run would find (there, in its training split), by columns: never a value
+    rules = rule_groups(discover_rules(table, described, k=PrivacySpec().rare_category_min_rows))
+    console.print(
+        yaml.safe_dump({"target": target, "columns": rows, "rules": rules}, sort_keys=False)
+    )
 
 
 @app.command()

@@ -29,6 +29,7 @@ GOOD: dict[str, float | None] = {
     "singling_out_risk": 0.0,
     "linkability_risk": 0.01,
     "inference_risk": 0.02,
+    "rule_break_excess": 0.0,
 }
 
 

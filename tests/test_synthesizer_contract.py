@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_digits, load_wine
 
-from synth.config import ImageModelSpec, ModelSpec, PrivacySpec, TrainingSpec
+from synth.config import ImageModelSpec, ModelSpec, PrivacySpec, RulesSpec, TrainingSpec
 from synth.data.schema import infer_schema
 from synth.errors import NotFittedError
 from synth.images.io import ImageSet
@@ -74,6 +74,7 @@ CASES = {
             "seed": 4,
             "device": "cpu",
             "privacy": PrivacySpec(rare_category_min_rows=3),
+            "rules": RulesSpec(min_support=10),
         },
         train=_wine,
         conditions={"class_0": 7, "class_2": 4},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,10 +19,11 @@ from synth.checkpoint import (
     training_settings,
     write_state,
 )
-from synth.config import ModelSpec, PrivacySpec, TrainingSpec
+from synth.config import ModelSpec, PrivacySpec, RulesSpec, TrainingSpec
+from synth.data.rules import FixedValue, Ordering, resolve_rules, rule_breaks, rules_from_state
 from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
-from synth.errors import InputDataError, NotFittedError
+from synth.errors import InputDataError, NotFittedError, SynthWarning
 from synth.hashing import dataframe_sha256, json_sha256
 from synth.labels import draw_labels
 from synth.synthesizer import Shard, guided
@@ -33,6 +35,7 @@ from synth.training import drop_labels, make_accelerator, should_resume, train_l
 KIND = "tabular-diffusion"
 CPU_SHARD_ROWS = 10_000
 CUDA_SHARD_ROWS = 1_000_000
+MAX_CANDIDATES = 64  # redrawn candidates per rule-breaking row, at most, in one round
 
 
 class TabularDiffusionSynthesizer:
@@ -46,6 +49,7 @@ class TabularDiffusionSynthesizer:
         seed: int = 0,
         device: str = "auto",
         privacy: PrivacySpec | None = None,
+        rules: RulesSpec | None = None,
     ):
         self.schema = schema
         self.model = model or ModelSpec()
@@ -53,6 +57,7 @@ class TabularDiffusionSynthesizer:
         self.seed = seed
         self.device = device
         self.privacy = privacy
+        self.rules = rules
 
     # ---- fit ----------------------------------------------------------------------------
     def _build(self, enc: TableEncoder) -> None:
@@ -103,6 +108,7 @@ class TabularDiffusionSynthesizer:
                 rare_label=privacy.rare_category_label,
             )
             self._build(encoder.fit(train))
+        self.rules_ = self._find_rules(train)
         enc = self.encoder_.transform(train)
         self.label_counts_ = (
             np.bincount(enc.y, minlength=len(self.encoder_.target_classes_)).tolist()
@@ -111,6 +117,21 @@ class TabularDiffusionSynthesizer:
         )
         self._train(enc, device, checkpoint_dir, resume, progress)
         return self
+
+    def _find_rules(self, train: pd.DataFrame) -> list[FixedValue | Ordering]:
+        """The logical rules of the training rows (`synth.data.rules`), as configured. They
+        shape no weight, so they are found again on resume and stay out of the fingerprint."""
+        spec = self.rules or RulesSpec()
+        return resolve_rules(
+            train,
+            self.schema,
+            k=self.encoder_.min_rows,
+            discover=spec.discover,
+            min_support=spec.min_support,
+            min_support_fraction=spec.min_support_fraction,
+            add=spec.add,
+            drop=spec.drop,
+        )
 
     def fingerprint(self, train: pd.DataFrame) -> str:
         """What a checkpoint must have been made for to be resumed: the training rows, the
@@ -220,10 +241,10 @@ class TabularDiffusionSynthesizer:
         bar = tqdm(total=n, desc="sample", unit="row", disable=not progress, dynamic_ncols=True)
         starts = list(range(0, n, shard_rows))
 
-        def draw(start: int) -> EncodedTable:
+        def draw(start: int) -> pd.DataFrame:
             size = min(shard_rows, n - start)
             batch_labels = None if labels is None else labels[start : start + size]
-            return self._draw_encoded(
+            return self._draw_decoded(
                 size, batch_labels, num_inference_steps, scheduler, guidance_scale, generator
             )
 
@@ -234,13 +255,68 @@ class TabularDiffusionSynthesizer:
             prefetch = device.type == "cuda"
             pending = pool.submit(draw, starts[0]) if prefetch else None
             for i, start in enumerate(starts):
-                enc = pending.result() if pending is not None else draw(start)
+                decoded = pending.result() if pending is not None else draw(start)
                 if prefetch and i + 1 < len(starts):
                     pending = pool.submit(draw, starts[i + 1])
-                decoded = self.encoder_.inverse_transform(enc)
                 yield Shard(start=start, data=self._complete(decoded, start, id_strategy))
                 bar.update(len(decoded))
         bar.close()
+
+    def _draw_decoded(
+        self,
+        size: int,
+        labels: np.ndarray | None,
+        num_inference_steps: int,
+        scheduler: str,
+        guidance_scale: float,
+        generator: torch.Generator,
+    ) -> pd.DataFrame:
+        """`size` decoded rows that keep the model's logical rules (rejection sampling): each
+        row that breaks one is replaced by the first rule-keeping row of a batch of candidates
+        drawn with its label, sized by the share of rows that kept the rules so far (at most
+        `size` rows a round), for up to `rules.max_redraws` rounds. Rejection keeps the model's
+        own distribution restricted to rule-keeping rows; repairing a cell would pile the
+        broken rows' mass onto the rule's conclusion (more "No internet service" than the real
+        rows hold)."""
+
+        def draw(m: int, batch_labels: np.ndarray | None) -> pd.DataFrame:
+            enc = self._draw_encoded(
+                m, batch_labels, num_inference_steps, scheduler, guidance_scale, generator
+            )
+            return self.encoder_.inverse_transform(enc)
+
+        decoded = draw(size, labels)
+        spec = self.rules or RulesSpec()
+        rules = getattr(self, "rules_", [])
+        if not rules or not spec.enforce:
+            return decoded
+        bad = np.flatnonzero(rule_breaks(decoded, rules, self.schema)[0])
+        kept_share = max(1.0 - len(bad) / size, 1.0 / MAX_CANDIDATES)
+        columns = {name: decoded[name].to_numpy(copy=True) for name in decoded.columns}
+        for _ in range(spec.max_redraws):
+            if not len(bad):
+                break
+            # a round draws at most `size` rows: a poor model costs rounds, not memory
+            per_row = int(min(MAX_CANDIDATES, np.ceil(2.0 / kept_share), size // len(bad)))
+            per_row = max(per_row, 1)
+            slots = np.repeat(bad, per_row)
+            fresh = draw(len(slots), None if labels is None else labels[slots])
+            keeps = ~rule_breaks(fresh, rules, self.schema)[0]
+            kept_share = max(float(keeps.mean()), 1.0 / MAX_CANDIDATES)
+            keeps = keeps.reshape(len(bad), per_row)
+            found = keeps.any(axis=1)
+            pick = np.arange(len(bad)) * per_row + keeps.argmax(axis=1)
+            for name, values in columns.items():
+                values[bad[found]] = fresh[name].to_numpy()[pick[found]]
+            bad = bad[~found]
+        if len(bad):
+            warnings.warn(
+                f"{len(bad)} of {size} synthetic rows still break a logical rule after "
+                f"{spec.max_redraws} redraws; they are kept (see the report's rule_breaks)",
+                SynthWarning,
+                stacklevel=2,
+            )
+        return columns_to_frame(columns)
 
     def _draw_encoded(
         self,
@@ -303,10 +379,9 @@ class TabularDiffusionSynthesizer:
             raise InputDataError("ask for at least one row")
         labels = self._labels_for(n, conditions, np.random.default_rng(seed))
         generator = torch.Generator(device=pick_device(self.device)).manual_seed(seed)
-        enc = self._draw_encoded(
+        decoded = self._draw_decoded(
             n, labels, num_inference_steps, scheduler, guidance_scale, generator
         )
-        decoded = self.encoder_.inverse_transform(enc)
         return Shard(start=offset, data=self._complete(decoded, offset, id_strategy))
 
     def sample(
@@ -354,6 +429,8 @@ class TabularDiffusionSynthesizer:
             "model": self.model.model_dump(mode="json"),
             "training": self.training.model_dump(mode="json"),
             "privacy": (self.privacy or PrivacySpec()).model_dump(mode="json"),
+            "rules_spec": (self.rules or RulesSpec()).model_dump(mode="json"),
+            "rules": [r.model_dump(mode="json") for r in getattr(self, "rules_", [])],
             "encoder": self.encoder_.state_dict(),
             "label_counts": self.label_counts_,
             "steps_trained": getattr(self, "steps_trained_", None),
@@ -374,7 +451,10 @@ class TabularDiffusionSynthesizer:
             seed=state["seed"],
             device=device,
             privacy=PrivacySpec.model_validate(state["privacy"]),
+            rules=RulesSpec.model_validate(state.get("rules_spec") or {}),
         )
+        # models saved before rules existed carry none, and sample as they did
+        obj.rules_ = rules_from_state(state.get("rules"))
         obj.encoder_ = TableEncoder.from_state_dict(schema, state["encoder"])
         obj.noise_scheduler_ = DDPMScheduler.from_pretrained(directory / "scheduler")
         obj.denoiser_ = TabularDenoiser.from_pretrained(
