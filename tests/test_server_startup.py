@@ -113,12 +113,14 @@ def test_a_busy_output_folder_is_refused_before_any_server_starts(churn_csv, tmp
     seconds with exit 2 and never starts a temporary Prefect server."""
     from filelock import FileLock
 
+    from jobs.paths import MARKER, claim_output
+
     out = tmp_path / "out"
-    out.mkdir()
+    claim_output(out)  # made by synth, as the other run's folder is
     args = ["run", "--data", str(churn_csv), "--target", "churn", "--train-steps", "2"]
     with FileLock(out / ".lock"):  # another run holds the folder
         proc = _synth([*args, "--out", str(out), "--no-progress"], tmp_path)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "another run is using" in proc.stderr
     assert "Starting temporary server" not in proc.stdout + proc.stderr
-    assert sorted(p.name for p in out.iterdir()) == [".lock"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", MARKER]
