@@ -21,6 +21,7 @@ from synth.config import JobSpec
 from synth.data.categories import MISSING, category_keys
 from synth.data.io import check_table, load_table
 from synth.data.parsing import check_values
+from synth.data.rules import check_rule
 from synth.data.schema import TableSchema, infer_schema
 from synth.data.split import load_split, save_split, split_indices
 from synth.errors import InputDataError
@@ -125,7 +126,8 @@ class TableSteps(JobSteps):
     ) -> None:
         """The training split is large enough for rare-value protection, and requested label
         counts name classes the model will know: classes of its training rows held by at least
-        `k` of them (rarer ones are protected, never sampled)."""
+        `k` of them (rarer ones are protected, never sampled). The rules the config adds name
+        modelled columns and values the model may emit."""
         schema = read_schema(source.info_path)
         train = self.training_data(spec, source, split_path)
         encoder = TableEncoder(
@@ -135,6 +137,8 @@ class TableSteps(JobSteps):
             min_rows=spec.privacy.rare_category_min_rows,
             rare_label=spec.privacy.rare_category_label,
         ).fit(train)
+        for rule in spec.rules.add:
+            check_rule(rule, train, schema, spec.privacy.rare_category_min_rows)
         conditions = spec.sampling.conditions
         if not conditions:
             return

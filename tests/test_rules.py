@@ -199,3 +199,18 @@ def test_schema_command_shows_rules_by_columns(churn_csv) -> None:
     assert "internet_service -> online_security" in result.output
     assert "monthly_charges <= total_charges" in result.output
     assert "No internet service" not in result.output
+
+
+def test_a_bad_added_rule_fails_before_training(churn_csv, tmp_path) -> None:
+    from synth_cli.main import EXIT_BAD_INPUT, app
+
+    out = tmp_path / "out"
+    rule = "[{if_column: contract, if_value: Ten year, then_column: churn, then_value: 'No'}]"
+    result = CliRunner().invoke(
+        app,
+        ["run", "--data", str(churn_csv), "--target", "churn", "--out", str(out),
+         "--set", f"rules.add={rule}", "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == EXIT_BAD_INPUT, result.output
+    assert "contract" in result.output and "Ten year" not in result.output
+    assert not out.exists()
