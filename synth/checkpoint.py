@@ -96,16 +96,33 @@ def checkpoint_fingerprint(directory: Path | None) -> str | None:
     return state.get("fingerprint")
 
 
+def checkpoint_format(directory: Path | None) -> int | None:
+    """The model format the checkpoint in `directory` was written in (None: none recorded,
+    a checkpoint from before format 3)."""
+    try:
+        state = json.loads((Path(directory) / STATE_DIR / "state.json").read_text())
+    except (FileNotFoundError, TypeError):
+        return None
+    return state.get("format_version")
+
+
 def resume_check(directory: Path | None, fingerprint: str) -> tuple[int | None, str | None]:
     """Whether a fit with `fingerprint` may resume from `directory`: (step, None) to resume,
     (None, why not) for a checkpoint made for other data or settings, (None, None) for none."""
     if not has_checkpoint(directory):
         return None, None
     stored = checkpoint_fingerprint(directory)
-    if stored == fingerprint:
+    made_by = checkpoint_format(directory)
+    if stored == fingerprint and made_by == FORMAT_VERSION:
         return checkpoint_step(directory), None
     if not has_checkpoint(directory):  # discarded meanwhile by another process: none
         return None, None
+    if made_by != FORMAT_VERSION:  # its files may no longer load: never resumed
+        return None, (
+            f"the checkpoint in {Path(directory).name}/ was made by an older version of synth "
+            f"(model format {made_by or 'before 3'}, this one writes {FORMAT_VERSION}): "
+            "training from scratch"
+        )
     return None, (
         f"the checkpoint in {Path(directory).name}/ was made for other training data or settings "
         f"(fingerprint {(stored or 'none')[:12]}… != {fingerprint[:12]}…): training from scratch"
@@ -153,6 +170,7 @@ def save_checkpoint(
         "lr_schedule": lr_schedule.state_dict(),
         "ema": {"decay": ema.decay, "optimization_step": ema.optimization_step},
         "fingerprint": fingerprint,
+        "format_version": FORMAT_VERSION,
     }
     (ts / "state.json").write_text(json.dumps(state))
     # The inference files carry the EMA weights; training goes on with the raw ones.

@@ -19,7 +19,7 @@ from sklearn.datasets import load_wine
 
 from jobs.paths import JobPaths
 from jobs.registry import MODALITIES
-from synth.checkpoint import STATE_DIR, discard_training_state, resume_check
+from synth.checkpoint import FORMAT_VERSION, STATE_DIR, discard_training_state, resume_check
 from synth.config import ImageModelSpec, ModelSpec, TrainingSpec, build_spec
 from synth.data.schema import infer_schema
 from synth.hashing import file_sha256
@@ -248,3 +248,27 @@ def test_the_flow_says_it_once(wine, tmp_path, loss_calls, monkeypatch):
     said = [line for line in lines if STALE in line or "resuming" in line]
     assert len(said) == 1 and STALE in said[0], lines
     assert len(loss_calls) == STEPS
+
+
+def test_a_checkpoint_of_an_older_format_trains_from_scratch(wine, tmp_path, loss_calls, caplog):
+    """After an upgrade that changes the model format, the same job into the same `--out`
+    retrains (its old files may not load) instead of failing on them."""
+    wine_csv = tmp_path / "wine.csv"
+    wine.to_csv(wine_csv, index=False)
+    out = tmp_path / "X"
+    _, paths = _train(wine_csv, out)
+    state_file = paths.model / STATE_DIR / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["format_version"]  # as a checkpoint written before format 3 was
+    state_file.write_text(json.dumps(state))
+    assert resume_check(paths.model, state["fingerprint"])[0] is None
+
+    loss_calls.clear()
+    with caplog.at_level(logging.WARNING):
+        _train(wine_csv, out)
+    assert len(loss_calls) == STEPS  # trained again, not resumed
+    assert "made by an older version of synth (model format before 3" in caplog.text
+    assert _state(paths.model)["format_version"] == FORMAT_VERSION
+    loss_calls.clear()
+    _train(wine_csv, out)  # and the fresh checkpoint resumes as any other
+    assert loss_calls == []
