@@ -100,6 +100,9 @@ class ImageSteps(JobSteps):
         atomic_write_text(paths.image_source, json.dumps(payload, default=list))
         n = len(image_set.images)
         summary = f"{n} images, {len(image_set.class_names)} classes"
+        if image_set.source.n_resized:  # a set of mixed sizes: say how many were resized
+            res = image_set.images.shape[-1]
+            summary += f", {image_set.source.n_resized} resized to {res}x{res}"
         return LoadedSource(image_set_hash(spec.source.path), n, summary, paths.image_source)
 
     def _read_real(self, spec: JobSpec, source: LoadedSource) -> ImageSet:

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from synth.data.rules import (
     DEFAULT_MIN_SUPPORT,
@@ -20,6 +27,7 @@ from synth.data.rules import (
 )
 from synth.data.schema import ColumnOverride
 from synth.errors import ConfigError
+from synth.images.identifiers import identifying_reason
 
 
 class _Strict(BaseModel):
@@ -42,6 +50,18 @@ class ImageSourceSpec(_Strict):
     """DICOM keyword holding the label when labels = dicom_attribute, e.g. BodyPartExamined."""
     skip_unreadable: bool = False
     """Skip (with a warning) files that cannot be decoded, instead of failing."""
+
+    @field_validator("label_attribute")
+    @classmethod
+    def _not_an_identifier(cls, keyword: str | None) -> str | None:
+        """A label is written into every synthetic file: refuse one that identifies people."""
+        reason = identifying_reason(keyword) if keyword else None
+        if reason:
+            raise ValueError(
+                f"{keyword} cannot be a label: {reason}; use an attribute that describes the "
+                "image, e.g. BodyPartExamined, Modality or SeriesDescription"
+            )
+        return keyword
 
 
 class SourceSpec(_Strict):

@@ -209,19 +209,27 @@ def test_missing_label_attribute_names_the_file_not_its_contents(tmp_path: Path)
         _load(root, labels="dicom_attribute", label_attribute="NoSuchKeyword")
 
 
-@pytest.mark.parametrize("source", ["deleted-pixel-data", "test-SR.dcm", "rtstruct.dcm"])
-def test_non_image_object_is_rejected(tmp_path: Path, source: str) -> None:
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        # An image's header without its pixels: cut short, not some other kind of object.
+        ("deleted-pixel-data", "truncated or has no pixel data"),
+        ("test-SR.dcm", "not an image object"),
+        ("rtstruct.dcm", "not an image object"),
+    ],
+)
+def test_non_image_object_is_rejected(tmp_path: Path, source: str, reason: str) -> None:
     root = tmp_path / "set"
     _copy("MR_small.dcm", root / "good.dcm")
     if source == "deleted-pixel-data":
         _copy("MR_small.dcm", root / "other.dcm", PixelData=None, PatientName=SECRET_NAME)
     else:
         _copy(source, root / "other.dcm")
-    with pytest.raises(InputDataError, match="not an image object") as err:
+    with pytest.raises(InputDataError, match=reason) as err:
         _load(root)
     assert "'other.dcm'" in str(err.value)
     _phi_free(str(err.value))
-    with pytest.warns(UserWarning, match="not an image object"):
+    with pytest.warns(UserWarning, match=reason):
         s = _load(root, skip_unreadable=True)
     assert (len(s.images), s.source.n_files, s.source.n_skipped) == (1, 1, 1)
 
@@ -291,7 +299,7 @@ def test_dicom_found_by_preamble_whatever_the_name(tmp_path: Path) -> None:
 def test_mixed_colour_and_grayscale(tmp_path: Path) -> None:
     root = tmp_path / "set"
     _copy("MR_small.dcm", root / "a.dcm")
-    _copy("SC_rgb.dcm", root / "b.dcm")
+    _copy("SC_rgb_16bit.dcm", root / "b.dcm")  # 16 bits too: 8 beside 16 is refused
     s = _load(root)
     assert s.images.shape == (2, 3, 32, 32)  # channels default to 3 when any is colour
     assert (s.source.photometric, s.source.signed) == ("RGB", False)  # as the export needs

@@ -208,6 +208,15 @@ class DicomFile:
             raise UnreadableDicomError(safe_reason(err, ds)) from None
 
 
+def _describes_pixels(ds: Dataset) -> bool:
+    """True when the header has the Image Pixel module or an image storage SOP class."""
+    if any(k in ds for k in ("Rows", "Columns", "BitsAllocated")):
+        return True
+    with _quiet():
+        uid = UID(str(ds.get("SOPClassUID", "")))
+    return bool(uid) and uid.name.endswith("Image Storage")
+
+
 def read_dicom(path: Path, label_attribute: str | None = None) -> DicomFile | None:
     """Parse the header; None for a DICOMDIR, which indexes other files and holds no image."""
     try:
@@ -221,8 +230,14 @@ def read_dicom(path: Path, label_attribute: str | None = None) -> DicomFile | No
     if meta is not None and meta.get("MediaStorageSOPClassUID") == DICOMDIR_SOP_CLASS:
         return None
     if not any(k in ds for k in PIXEL_KEYWORDS):
-        if any("End of file" in str(w.message) for w in caught):
-            raise UnreadableDicomError("the file is truncated: Pixel Data is missing or cut off")
+        # A file cut at (or inside) Pixel Data parses as a header alone: its image attributes
+        # (Rows, Columns, an "... Image Storage" class) say pixels were meant to follow.
+        cut = any("End of file" in str(w.message) for w in caught)
+        if cut or _describes_pixels(ds):
+            raise UnreadableDicomError(
+                "the file is truncated or has no pixel data: its header describes an image, "
+                "but Pixel Data is missing or cut off"
+            )
         if "SOPClassUID" not in ds:
             raise UnreadableDicomError("not a DICOM file, or an empty one (no SOP Class UID)")
         uid = UID(str(ds.get("SOPClassUID", "")))

@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from pydicom.datadict import tag_for_keyword
 
 from synth.config import ImageSourceSpec
-from synth.errors import InputDataError
+from synth.errors import InputDataError, SynthWarning
 from synth.hashing import file_sha256
 from synth.images.dicom_read import (
     MissingLabelError,
@@ -52,6 +52,7 @@ class ImageSourceInfo:
     value_range: tuple[float, float]  # modality values mapped to 0 and 1
     n_files: int  # files (hf: rows) that gave images
     n_skipped: int  # unreadable files skipped (skip_unreadable)
+    n_resized: int = 0  # images not resolution x resolution in a set of mixed sizes (warned)
 
 
 @dataclass
@@ -79,6 +80,8 @@ class _Collected:
     n_skipped: int = 0
     signed: bool = False
     modalities: Counter[str] = field(default_factory=Counter)
+    sizes: Counter[tuple[int, int]] = field(default_factory=Counter)  # (H, W) before fitting
+    kinds: dict[str, list[Any]] = field(default_factory=dict)  # DICOM kind -> [files, example]
 
 
 def image_set_hash(path: str | os.PathLike[str]) -> str:
@@ -142,26 +145,32 @@ def _fit(arr: np.ndarray, resolution: int, fit: str) -> np.ndarray:
     return out
 
 
-def _prepare(arr: np.ndarray, spec: ImageSourceSpec) -> tuple[np.ndarray, float, float]:
-    """Window (before resizing, as a viewer would), measure the range, resize."""
+_Prepared = tuple[np.ndarray, float, float, tuple[int, int]]
+
+
+def _prepare(arr: np.ndarray, spec: ImageSourceSpec) -> _Prepared:
+    """Window (before resizing, as a viewer would), measure the range, resize; keep the size
+    it had, so a set of mixed sizes can say how many were resized."""
     if spec.window is not None:
         center, width = spec.window
         arr = np.clip(arr, center - width / 2, center + width / 2)
     lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (np.inf, -np.inf)
-    return _fit(arr, spec.resolution, spec.fit), lo, hi
+    size = (int(arr.shape[0]), int(arr.shape[1]))
+    return _fit(arr, spec.resolution, spec.fit), lo, hi, size
 
 
 def _add(
     got: _Collected,
-    prepared: tuple[np.ndarray, float, float],
+    prepared: _Prepared,
     *,
     label: str | None,
     invert: bool = False,
     depth: int = 8,
     photometric: str = "MONOCHROME2",
 ) -> None:
-    img, lo, hi = prepared
+    img, lo, hi, size = prepared
     got.lo, got.hi = min(got.lo, lo), max(got.hi, hi)
+    got.sizes[size] += 1
     got.images.append(img)
     got.invert.append(invert)
     got.labels.append(label)
@@ -225,6 +234,8 @@ def _load_dicom(root: Path, spec: ImageSourceSpec, got: _Collected) -> None:
             )
             continue
         label = dcm.label if keyword else _folder_label(path, root, spec)
+        kind = f"{dcm.bits_stored}-bit {'signed' if dcm.signed else 'unsigned'}"
+        got.kinds.setdefault(kind, [0, rel])[0] += 1
         for frame in frames:
             _add(
                 got,
@@ -392,6 +403,51 @@ def _stack(got: _Collected, channels: int, kind: str, spec: ImageSourceSpec) -> 
     return out
 
 
+def _refuse_mixed_kinds(got: _Collected) -> None:
+    """DICOM files of 8 and of 16 bits are different sources (a CT series beside 8-bit
+    screenshots): merged, the 8-bit values would be read as modality units and the export
+    would take the widest kind. Refuse, counting each kind with one example file. Signed and
+    unsigned files of one depth pass: after the rescale they share units (scanners differ)."""
+    if len({kind.split("-")[0] for kind in got.kinds}) < 2:
+        return
+    parts = [
+        f"{n} {'file' if n == 1 else 'files'} {kind}, e.g. {example!r}"
+        for kind, (n, example) in sorted(got.kinds.items(), key=lambda kv: -kv[1][0])
+    ]
+    raise InputDataError(
+        "the DICOM folder mixes bit depths / pixel representations ("
+        + "; ".join(parts)
+        + "): keep one kind per image set (move the others to their own folder)"
+    )
+
+
+_WARNED_RESIZE: dict[tuple[str, int, int, int, str], None] = {}  # warned sets, newest last
+_MAX_WARNED = 256
+
+
+def _count_resized(got: _Collected, root: Path, spec: ImageSourceSpec) -> int:
+    """Images not resolution x resolution, when the set mixes sizes; warned about once per
+    set in this process (the CLI's preflight and the job's steps read the same set)."""
+    if len(got.sizes) < 2:
+        return 0  # one size throughout: scaled as configured, nothing to tell
+    res = spec.resolution
+    total = sum(got.sizes.values())
+    n = total - got.sizes.get((res, res), 0)
+    key = (str(root.resolve()), n, total, res, spec.fit)
+    if key not in _WARNED_RESIZE:
+        _WARNED_RESIZE[key] = None
+        while len(_WARNED_RESIZE) > _MAX_WARNED:
+            del _WARNED_RESIZE[next(iter(_WARNED_RESIZE))]
+        how = "cropped to a centred square and resized" if spec.fit == "center_crop" else "resized"
+        warnings.warn(
+            f"{n} of {total} images were not {res}x{res} and were {how} to {res}x{res} (the "
+            f"set has {len(got.sizes)} sizes; source.images.resolution and fit choose how)",
+            SynthWarning,
+            stacklevel=3,
+        )
+    return n
+
+
 def _labels(got: _Collected, names: list[str] | None) -> tuple[np.ndarray | None, list[str]]:
     present = [lab is not None for lab in got.labels]
     if not any(present):
@@ -456,6 +512,9 @@ def load_images(
         raise _no_images(
             root, {"dicom": "DICOM images", "png": "PNG or JPEG images"}.get(kind, "images")
         )
+    if kind == "dicom":
+        _refuse_mixed_kinds(got)
+    n_resized = _count_resized(got, root, spec)
     colour = any(img.shape[0] == 3 for img in got.images)
     channels = spec.channels or (3 if colour else 1)
     images = _stack(got, channels, kind, spec)
@@ -471,5 +530,6 @@ def load_images(
         value_range=(float(lo), float(hi)),
         n_files=got.n_files,
         n_skipped=got.n_skipped,
+        n_resized=n_resized,
     )
     return ImageSet(images=images, labels=labels, class_names=class_names, source=info)
