@@ -6,6 +6,8 @@ preflight runs load, split and check in a scratch folder)."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -167,6 +169,25 @@ def test_mixed_sizes_warn_once_through_the_preflight(tmp_path: Path) -> None:
     ]
     loaded = ImageSteps().load(spec, JobPaths(tmp_path / "job"))
     assert loaded.summary == "80 images, 10 classes, 12 resized to 32x32"
+
+
+def test_mixed_sizes_print_one_warning_line_on_the_command_line(tmp_path: Path) -> None:
+    """Through `synth run`: one `warning:` line however often the steps read the set (here the
+    preflight then stops on too few synthetic rows, so nothing trains)."""
+    data = _digits_png(tmp_path / "png", n=80, odd=12, odd_size=(48, 40))
+    out = tmp_path / "out"
+    proc = subprocess.run(  # as a user runs it: pytest's warning capture would hide the line
+        [sys.executable, "-m", "synth_cli", "run", "--data", str(data), "--modality", "image",
+         "--out", str(out), "--no-progress", *LOW_SPLIT, "--rows", "8"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
+    assert [x for x in (proc.stdout + proc.stderr).splitlines() if x.strip()] == [
+        "warning: 12 of 80 images were not 32x32 and were resized to 32x32 (the set has 2 "
+        "sizes; source.images.resolution and fit choose how)",
+        "error: synthetic has 8 images; need at least 10 to evaluate",
+    ]
+    assert not out.exists()
 
 
 def test_one_size_throughout_is_scaled_without_a_warning(tmp_path: Path) -> None:
