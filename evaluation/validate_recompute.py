@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from evaluation import suite
 from evaluation.gate import GateResult
 from evaluation.suite import ImageInputs, TableInputs
-from synth.config import EvaluationSpec, ImageThresholds, PrivacySpec, Thresholds
+from synth.config import EvaluationSpec, ImageThresholds, PrivacySpec, RulesSpec, Thresholds
 from synth.data.schema import ColumnOverride
 from synth.errors import InputDataError
 from synth.export.check import Check
@@ -114,6 +114,15 @@ def _privacy(meta: dict[str, Any]) -> PrivacySpec:
         ) from None
 
 
+def _rules(meta: dict[str, Any]) -> RulesSpec:
+    """The job's `rules` settings as the lineage records them, else the defaults."""
+    lineage = _lineage(meta)
+    try:
+        return RulesSpec.model_validate((lineage.rules if lineage else None) or {})
+    except ValidationError:  # its text would quote the rules' values
+        raise InputDataError("the export's lineage has an unreadable rules setting") from None
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -147,7 +156,9 @@ def table_inputs(
     real_df, holdout_df = load_table(real), load_table(holdout)
     schema = infer_schema(real_df, _target(target, meta, report), _column_overrides(meta))
     check_values(holdout_df, [(c.name, c.kind) for c in schema.modelled], "the holdout table")
-    return TableInputs(real_df, holdout_df, read_export_rows(export), schema, _privacy(meta))
+    return TableInputs(
+        real_df, holdout_df, read_export_rows(export), schema, _privacy(meta), _rules(meta)
+    )
 
 
 # --------------------------------------------------------------------------- images

@@ -42,4 +42,5 @@ def lineage_for(spec: JobSpec, data_hash: str, split_path: Path, model_hash: str
         evaluation_max_rows=spec.evaluation.max_rows,
         rare_category_min_rows=spec.privacy.rare_category_min_rows,
         rare_category_label=spec.privacy.rare_category_label,
+        rules=spec.rules.model_dump(mode="json"),
     ).to_dict()

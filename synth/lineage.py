@@ -80,6 +80,9 @@ class Lineage(BaseModel):
     # protection was turned off; None, an export made before protection existed.
     rare_category_min_rows: int | None = None
     rare_category_label: str | None = None
+    # The job's `rules` section (how logical rules are found and kept); None, an export made
+    # before rules existed, whose evaluation used the defaults.
+    rules: dict[str, Any] | None = None
 
     @classmethod
     def create(
@@ -99,6 +102,7 @@ class Lineage(BaseModel):
         evaluation_max_rows: int | None = None,
         rare_category_min_rows: int | None = None,
         rare_category_label: str | None = None,
+        rules: dict[str, Any] | None = None,
     ) -> Lineage:
         """A new record, stamped with the current UTC time and the installed package versions."""
         return cls(
@@ -118,6 +122,7 @@ class Lineage(BaseModel):
             evaluation_max_rows=evaluation_max_rows,
             rare_category_min_rows=rare_category_min_rows,
             rare_category_label=rare_category_label,
+            rules=rules,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from synth.data.rules import (
     support_floor,
 )
 from synth.data.schema import infer_schema
-from synth.errors import ConfigError
+from synth.errors import ConfigError, InputDataError
 from synth.tabular.synthesizer import TabularDiffusionSynthesizer
 
 K = 5
@@ -214,3 +214,21 @@ def test_a_bad_added_rule_fails_before_training(churn_csv, tmp_path) -> None:
     assert result.exit_code == EXIT_BAD_INPUT, result.output
     assert "contract" in result.output and "Ten year" not in result.output
     assert not out.exists()
+
+
+def test_validate_recomputes_with_the_jobs_rules() -> None:
+    """The lineage records the job's `rules`, so `synth validate --real` finds the same rules
+    as the job's evaluation did; an export from before rules gets the defaults."""
+    from evaluation.validate_recompute import _rules
+    from synth.lineage import Lineage
+
+    spec = RulesSpec(drop=[RuleFilter(if_column="internet_service")], min_support=50)
+    lineage = Lineage.create(
+        spec_hash="a" * 64, data_hash="b" * 64, model_hash="c" * 64, seed=0,
+        rules=spec.model_dump(mode="json"),
+    ).to_dict()  # fmt: skip
+    assert _rules({"lineage": lineage}) == spec
+    assert _rules({"lineage": {**lineage, "rules": None}}) == RulesSpec()
+    with pytest.raises(InputDataError) as err:
+        _rules({"lineage": {**lineage, "rules": {"add": [{"if_column": "secret-value"}]}}})
+    assert "secret-value" not in str(err.value)
