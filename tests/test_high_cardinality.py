@@ -191,6 +191,17 @@ def test_regenerated_keys_keep_the_format_and_are_fresh(fitted, split):
     assert not [key for key in train["flight_key"] if key in state]
 
 
+def test_split_codes_and_key_patterns_survive_save_and_load(fitted, tmp_path):
+    synth, _ = fitted
+    synth.save(tmp_path / "model")
+    loaded = TabularDiffusionSynthesizer.load(tmp_path / "model", device="cpu")
+    assert loaded.encoder_.split_bases_ == synth.encoder_.split_bases_
+    assert loaded.encoder_.categories_["tailnum"] == synth.encoder_.categories_["tailnum"]
+    pd.testing.assert_frame_equal(loaded.sample(300, seed=4), synth.sample(300, seed=4))
+    shard = loaded.sample_shard(300, seed=5, offset=300)  # drawn apart, keys still fresh
+    assert not set(shard.data["flight_key"]) & set(loaded.sample(300, seed=4)["flight_key"])
+
+
 def test_keys_are_unique_across_shards_and_keep_a_prefix():
     ids = pd.Series([f"P{i:06d}" for i in range(1, 5001)])
     fmt = fit_id_format(ids, K)
