@@ -16,7 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from jobs.paths import REPORT_HTML, REPORT_JSON, JobPaths
-from synth.atomic import atomic_directory
+from synth.atomic import atomic_directory, atomic_write_bytes
 
 PUBLISHED_NAMES = {REPORT_JSON: "_report.json", REPORT_HTML: "_report.html"}
 """The staged report's files, and their names inside the export folder."""
@@ -31,15 +31,18 @@ def report_attachments(paths: JobPaths) -> dict[str, Path]:
 
 def link_published_report(paths: JobPaths) -> None:
     """Point `out/report.json` and `out/report.html` at the export's own report (relative
-    links, replaced atomically), and drop what the published export supersedes: the staged
-    copy and an older failed run's report."""
+    links, replaced atomically; copies where the filesystem has no links), and drop what the
+    published export supersedes: the staged copy and an older failed run's report."""
     for top, published in PUBLISHED_NAMES.items():
         link = paths.out / top
         tmp = paths.out / f".tmp-link-{top}"
         with suppress(FileNotFoundError):
             tmp.unlink()
-        os.symlink(Path(paths.export.name) / published, tmp)
-        os.replace(tmp, link)
+        try:
+            os.symlink(Path(paths.export.name) / published, tmp)
+            os.replace(tmp, link)
+        except OSError:  # no links on this filesystem: a copy, replaced atomically
+            atomic_write_bytes(link, (paths.export / published).read_bytes())
     shutil.rmtree(paths.report_staging, ignore_errors=True)
     shutil.rmtree(paths.failed_run, ignore_errors=True)
 

@@ -185,3 +185,24 @@ def test_debug_shows_the_traceback_and_only_then(wine_csv, tmp_path, monkeypatch
     assert "Traceback" in loud.output and "refuse_foreign" in loud.output
     assert loud.output.strip().splitlines()[-1] == quiet.output.strip()
     assert os.environ["SYNTH_DEBUG"] == "1"  # so a flow's steps and workers see it too
+
+
+def test_without_links_the_top_level_report_is_a_copy(tmp_path, monkeypatch):
+    paths = JobPaths(tmp_path / "out")
+    claim_output(paths.out)
+    paths.report_staging.mkdir(parents=True)
+    for name in ("report.json", "report.html"):
+        (paths.report_staging / name).write_text(name)
+    wine = load_wine(as_frame=True).frame
+    write_parquet_export(
+        [wine], paths.export, infer_schema(wine, "target"), {},
+        attachments=report_attachments(paths),
+    )  # fmt: skip
+
+    def no_links(*args, **kwargs):
+        raise OSError("symbolic links are not supported here")
+
+    monkeypatch.setattr(os, "symlink", no_links)
+    link_published_report(paths)
+    assert not paths.report_json.is_symlink() and paths.report_json.read_text() == "report.json"
+    assert paths.report_html.read_text() == "report.html"
