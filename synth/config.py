@@ -166,6 +166,9 @@ class RulesSpec(_Strict):
     then_column: b} drops each value pair from a to b."""
     enforce: bool = True
     """Draw again the synthetic rows that break a rule (rejection sampling)."""
+    repair: bool = True
+    """Before redrawing, mend a broken rule whose fix is clear: complete a group of values
+    that fix one another when a row holds most of them, set what a one-way rule fixes."""
     max_redraws: int = Field(20, ge=0)
     """Rounds of redrawing; rows still breaking a rule after them are kept, and counted."""
 

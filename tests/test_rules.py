@@ -23,6 +23,8 @@ from synth.data.rules import (
     Ordering,
     RuleFilter,
     discover_rules,
+    equivalences,
+    repair,
     resolve_rules,
     rule_breaks,
     support_floor,
@@ -232,3 +234,26 @@ def test_validate_recomputes_with_the_jobs_rules() -> None:
     with pytest.raises(InputDataError) as err:
         _rules({"lineage": {**lineage, "rules": {"add": [{"if_column": "secret-value"}]}}})
     assert "secret-value" not in str(err.value)
+
+
+def test_repair_completes_what_most_of_a_group_says(churn_rules) -> None:
+    """A row holding most of a group of values that fix one another is completed; one holding
+    a stray value of it is left for rejection; a one-way rule's conclusion is set."""
+    train, _, schema, rules = churn_rules
+    groups = equivalences(rules)
+    internet = next(g for g in groups if ("internet_service", "No") in g)
+    assert len(internet) == 7  # internet_service = No and the six add-ons' "No internet service"
+    rows = train[train["internet_service"] == "No"].head(2).copy()
+    rows = pd.concat([rows, train[train["internet_service"] == "DSL"].head(1)])
+    rows.iloc[0, rows.columns.get_loc("online_backup")] = "Yes"  # 6 of 7: completed
+    rows.iloc[1, rows.columns.get_loc("internet_service")] = "DSL"  # 6 of 7: completed
+    rows.iloc[2, rows.columns.get_loc("tech_support")] = "No internet service"  # 1 of 7: left
+    columns = {c: rows[c].to_numpy(dtype=object, copy=True) for c in rows.columns}
+    values = {c: {category_keys(rows[c]).iloc[i]: v for i, v in enumerate(rows[c])}
+              for c in rows.columns}  # fmt: skip
+    values["internet_service"]["No"] = "No"
+    repair(columns, rules, schema, values, np.random.default_rng(0))
+    mended = pd.DataFrame(columns)
+    assert list(mended["online_backup"][:2]) == ["No internet service"] * 2
+    assert list(mended["internet_service"]) == ["No", "No", "DSL"]
+    assert list(rule_breaks(mended, rules, schema)[0]) == [False, False, True]

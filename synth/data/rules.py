@@ -33,7 +33,7 @@ errors name rules by their columns, never by their values.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -322,3 +322,99 @@ def rules_from_state(state: list[dict[str, Any]] | None) -> list[FixedValue | Or
     for raw in state or []:
         out.append(Ordering(**raw) if raw.get("kind") == "order" else FixedValue(**raw))
     return out
+
+
+# ---- repair before rejection ---------------------------------------------------------------
+Cell = tuple[str, str]  # (column, category key)
+
+
+def equivalences(rules: Sequence[FixedValue | Ordering]) -> list[list[Cell]]:
+    """Groups of cells that fix one another both ways (`internet_service = No` and each add-on
+    = "No internet service"): a row holds all of a group's cells or none of them."""
+    fixed = {(r.if_column, r.if_value, r.then_column, r.then_value) for r in rules
+             if isinstance(r, FixedValue)}  # fmt: skip
+    parent: dict[Cell, Cell] = {}
+
+    def root(c: Cell) -> Cell:
+        while parent.setdefault(c, c) != c:
+            c = parent[c]
+        return c
+
+    for a, av, b, bv in fixed:
+        if (b, bv, a, av) in fixed:
+            parent[root((a, av))] = root((b, bv))
+    groups: dict[Cell, list[Cell]] = {}
+    for cell in parent:
+        groups.setdefault(root(cell), []).append(cell)
+    return [
+        sorted(g)
+        for g in groups.values()
+        if len(g) > 1 and len({c for c, _ in g}) == len(g)  # one cell per column
+    ]
+
+
+def repair(
+    columns: dict[str, np.ndarray],
+    rules: Sequence[FixedValue | Ordering],
+    schema: TableSchema,
+    values: Mapping[str, Mapping[str, Any]],
+    rng: np.random.Generator,
+) -> None:
+    """Mend, in place, the broken rules whose fix is clear, so that rejection does not thin out
+    the rows a rule governs (a model that breaks the phone rule mostly breaks it on rows without
+    phone service: redrawing them all would leave too few such rows).
+
+    - A group of cells that fix one another (`equivalences`) that a row holds only in part is
+      completed when the row holds most of its cells; with exactly half, on a coin flip.
+      Otherwise the row is left to rejection (it holds a stray cell of the group).
+    - A one-way rule `A = a -> B = b` a row breaks gets `B = b`.
+    The target column and a number's `__present__` are never set (no value to invent);
+    `values` maps each column's category keys to the values the model emits."""
+    target = schema.target
+    frame = pd.DataFrame({n: columns[n] for n in columns}, copy=False)
+
+    def settable(cell: Cell) -> bool:
+        col, key = cell
+        return col != target and col in columns and key != PRESENT and (
+            key == MISSING or key in values.get(col, {})
+        )  # fmt: skip
+
+    def assign(cell: Cell, rows: np.ndarray) -> None:
+        col, key = cell
+        arr = columns[col]
+        if key == MISSING:
+            arr[rows] = np.datetime64("NaT") if arr.dtype.kind == "M" else (
+                np.nan if arr.dtype.kind == "f" else None
+            )  # fmt: skip
+        else:
+            arr[rows] = values[col][key]
+
+    groups = equivalences(rules)
+    group_of = {cell: i for i, g in enumerate(groups) for cell in g}
+    for group in groups:
+        if not all(settable(c) for c in group):
+            continue
+        held = np.stack([_view(frame, schema.column(c)) == k for c, k in group], axis=1)
+        on = held.sum(axis=1)
+        m = len(group)
+        broken = (on > 0) & (on < m)
+        complete = broken & ((2 * on > m) | ((2 * on == m) & (rng.random(len(on)) < 0.5)))
+        rows = np.flatnonzero(complete)
+        if len(rows):
+            for cell in group:
+                assign(cell, rows)
+            frame = pd.DataFrame({n: columns[n] for n in columns}, copy=False)
+    for rule in rules:
+        if not isinstance(rule, FixedValue):
+            continue
+        premise, conclusion = (rule.if_column, rule.if_value), (rule.then_column, rule.then_value)
+        same_group = group_of.get(premise, -1) == group_of.get(conclusion, -2)
+        if same_group or not settable(conclusion):
+            continue
+        bad = (_view(frame, schema.column(rule.if_column)) == rule.if_value) & (
+            _view(frame, schema.column(rule.then_column)) != rule.then_value
+        )
+        rows = np.flatnonzero(bad)
+        if len(rows):
+            assign(conclusion, rows)
+            frame = pd.DataFrame({n: columns[n] for n in columns}, copy=False)

@@ -20,7 +20,15 @@ from synth.checkpoint import (
     write_state,
 )
 from synth.config import ModelSpec, PrivacySpec, RulesSpec, TrainingSpec
-from synth.data.rules import FixedValue, Ordering, resolve_rules, rule_breaks, rules_from_state
+from synth.data.categories import MISSING, category_key
+from synth.data.rules import (
+    FixedValue,
+    Ordering,
+    repair,
+    resolve_rules,
+    rule_breaks,
+    rules_from_state,
+)
 from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError, SynthWarning
@@ -271,24 +279,40 @@ class TabularDiffusionSynthesizer:
         guidance_scale: float,
         generator: torch.Generator,
     ) -> pd.DataFrame:
-        """`size` decoded rows that keep the model's logical rules (rejection sampling): each
-        row that breaks one is replaced by the first rule-keeping row of a batch of candidates
+        """`size` decoded rows that keep the model's logical rules. With `rules.repair`, a
+        broken rule whose fix is clear is mended first (`synth.data.rules.repair`: a row that
+        holds most of a group of values fixing one another is completed). Then each row that
+        still breaks one is replaced by the first rule-keeping row of a batch of candidates
         drawn with its label, sized by the share of rows that kept the rules so far (at most
-        `size` rows a round), for up to `rules.max_redraws` rounds. Rejection keeps the model's
-        own distribution restricted to rule-keeping rows; repairing a cell would pile the
-        broken rows' mass onto the rule's conclusion (more "No internet service" than the real
-        rows hold)."""
+        `size` rows a round), for up to `rules.max_redraws` rounds. Rejection alone samples
+        the model's distribution restricted to rule-keeping rows, but thins out the rows a
+        rule governs when the model breaks it mostly there; repairing every cell instead
+        would pile the broken rows' mass onto each rule's conclusion."""
+
+        spec = self.rules or RulesSpec()
+        rules = getattr(self, "rules_", [])
+        enforce = bool(rules) and spec.enforce
+        if enforce and spec.repair:
+            seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
+            rng = np.random.default_rng(int(seed.item()))
+            emitted = {
+                name: {category_key(v): v for v in cats if v != MISSING}
+                for name, cats in self.encoder_.categories_.items()
+            }
 
         def draw(m: int, batch_labels: np.ndarray | None) -> pd.DataFrame:
             enc = self._draw_encoded(
                 m, batch_labels, num_inference_steps, scheduler, guidance_scale, generator
             )
-            return self.encoder_.inverse_transform(enc)
+            decoded = self.encoder_.inverse_transform(enc)
+            if not (enforce and spec.repair):
+                return decoded
+            columns = {name: decoded[name].to_numpy(copy=True) for name in decoded.columns}
+            repair(columns, rules, self.schema, emitted, rng)
+            return columns_to_frame(columns)
 
         decoded = draw(size, labels)
-        spec = self.rules or RulesSpec()
-        rules = getattr(self, "rules_", [])
-        if not rules or not spec.enforce:
+        if not enforce:
             return decoded
         bad = np.flatnonzero(rule_breaks(decoded, rules, self.schema)[0])
         kept_share = max(1.0 - len(bad) / size, 1.0 / MAX_CANDIDATES)
