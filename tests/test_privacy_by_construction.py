@@ -62,7 +62,8 @@ def _spec(csv: Path, out: Path, **overrides):
 
 
 def _run(spec) -> tuple[JobPaths, list[Path], dict]:
-    """load -> split -> check -> train -> sample -> export, as the flow runs them."""
+    """load -> split -> check -> train -> sample -> evaluate -> export, as the flow runs
+    them: the export carries the report, so it is searched for planted values too."""
     steps, paths = modality_for(spec), JobPaths(Path(spec.export.out))
     source = steps.load(spec, paths)
     split_path = steps.split(spec, paths, source)
@@ -71,8 +72,8 @@ def _run(spec) -> tuple[JobPaths, list[Path], dict]:
     n_train = len(json.loads(split_path.read_text())["train"])
     steps.sample(spec, paths, n_train, progress=False)
     lineage = lineage_for(spec, source.data_hash, split_path, model_hash)
-    protection = steps.load_synthesizer(spec, paths).protection()
-    report = {"extra": {"lineage": lineage, "protection": protection}}
+    report = steps.evaluate(spec, paths, source, split_path, lineage, progress=False)
+    protection = report["extra"]["protection"]
     return paths, steps.export(spec, paths, source, report), protection
 
 
@@ -96,9 +97,10 @@ def test_no_planted_value_leaves_in_any_row_or_dictionary(protected_run):
         <= set(rows["note"])
         <= {"none", "called", "emailed", "_RARE_"}
     )
+    assert (paths.export / "_report.json").is_file()  # the report travels in the export
     raw = _bytes_under(paths.export)
     for value in (TRAIN_ONLY, HOLDOUT_ONLY, NOTE):
-        assert value.encode() not in raw  # not in a row, a dictionary page or the metadata
+        assert value.encode() not in raw  # not in a row, a dictionary page, metadata, report
 
 
 def test_the_model_and_work_folders_hold_no_planted_value(protected_run):
