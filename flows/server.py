@@ -49,17 +49,47 @@ log = logging.getLogger(__name__)
 
 def ensure_prefect_api(attempts: int = ATTEMPTS) -> str | None:
     """Make sure flows have an API: None when one is configured (PREFECT_API_URL), else the
-    temporary server's URL, started now (retried once after a timed-out start). Either server
-    is watched from here on (`watch_server`)."""
+    temporary server's URL, started now (retried once after a timed-out start)."""
+    return _api(attempts)[0] if _api_configured() is None else None
+
+
+@contextlib.contextmanager
+def watched_prefect_api(attempts: int = ATTEMPTS) -> Iterator[str | None]:
+    """`ensure_prefect_api`, and the server watched while the block (one job) runs: if it
+    stops answering, this process ends with one line (`watch`). The watch ends with the
+    block, so a server stopped later (the temporary one, at exit) is never judged."""
+    url, temporary = _api(attempts)
+    stop = threading.Event()
+    if url is not None:
+        threading.Thread(
+            target=watch,
+            args=(url, lost_after_seconds()),
+            kwargs={"give_up": lambda: _give_up(url, temporary), "stop": stop},
+            name="synth-prefect-watchdog",
+            daemon=True,
+        ).start()
+    try:
+        yield url if temporary else None
+    finally:
+        stop.set()
+
+
+def _api_configured() -> str | None:
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url or None
+
+
+def _api(attempts: int) -> tuple[str | None, bool]:
+    """(the API's URL, whether it is a temporary server started here)."""
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import get_current_settings
 
     settings = get_current_settings()
     if settings.api.url:
-        watch_server(settings.api.url, temporary=False)
-        return None
+        return settings.api.url, False
     if not settings.server.ephemeral.enabled:
-        return None
+        return None, False
     timeout = settings.server.ephemeral.startup_timeout_seconds
     for attempt in range(1, attempts + 1):
         server = SubprocessASGIServer()  # the instance Prefect's own client will reuse
@@ -75,8 +105,7 @@ def ensure_prefect_api(attempts: int = ATTEMPTS) -> str | None:
                 attempts,
             )
             continue
-        watch_server(server.api_url, temporary=True)
-        return server.api_url
+        return server.api_url, True
     raise InternalError(
         f"the temporary Prefect server did not start within {timeout} s, {attempts} times: "
         f"raise {STARTUP_SETTING}, run on a less busy machine, or point PREFECT_API_URL at a "
@@ -123,30 +152,12 @@ def _dies_with_this_process() -> Iterator[None]:
 
 
 # ---- a server that stops answering in the middle of a run -------------------------------
-_watched: set[str] = set()
-
-
 def lost_after_seconds() -> float:
     """How long a server that answered may go silent before the run gives up on it."""
     try:
         return max(1.0, float(os.environ.get(LOST_AFTER_SETTING, LOST_AFTER_SECONDS)))
     except ValueError:
         return LOST_AFTER_SECONDS
-
-
-def watch_server(api_url: str, temporary: bool) -> None:
-    """Start (once per server) the watchdog that ends this process when the server dies
-    while a job runs here."""
-    if api_url in _watched:
-        return
-    _watched.add(api_url)
-    threading.Thread(
-        target=watch,
-        args=(api_url, lost_after_seconds()),
-        kwargs={"give_up": lambda: _give_up(api_url, temporary)},
-        name="synth-prefect-watchdog",
-        daemon=True,
-    ).start()
 
 
 def server_answers(api_url: str, timeout: float = 5.0) -> bool | None:
@@ -213,14 +224,16 @@ def watch(
     answers: Callable[[str], bool | None] = server_answers,
     poll: float = POLL_SECONDS,
     quiet: Callable[[bool], None] = quiet_prefect,
+    stop: threading.Event | None = None,
 ) -> None:
     """Call `give_up` once a server that has answered does not answer for `lost_after`
     seconds while `running()`; outside a run (before the flow, or while Prefect drains its
     queues at exit) a silent server is not this watchdog's business. `quiet(True)` when the
-    server falls silent, `quiet(False)` when it answers again."""
+    server falls silent, `quiet(False)` when it answers again. Ends when `stop` is set (the
+    job is over)."""
     seen = False
     silent_since: float | None = None
-    while True:
+    while stop is None or not stop.is_set():
         answer = answers(api_url) if running() else None
         seen = seen or answer is True
         if answer is False and seen:
@@ -240,7 +253,12 @@ def watch(
             quiet(False)
             if answer is True:
                 log.warning("the Prefect server at %s answers again", api_url)
-        time.sleep(poll)
+        if stop is not None:
+            stop.wait(poll)
+        else:
+            time.sleep(poll)
+    if silent_since is not None:  # the job ended while the server was silent
+        quiet(False)
 
 
 def _give_up(api_url: str, temporary: bool) -> None:  # pragma: no cover (ends the process)

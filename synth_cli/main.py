@@ -239,13 +239,12 @@ def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     out = Path(spec.export.out)
     refuse_foreign(out)  # a user's own folder: refused before anything else, untouched
     _preflight(spec)
-    from flows.server import ensure_prefect_api
+    from flows.server import watched_prefect_api
     from flows.synthesize import GATE_FAILED, flow_for
 
     # The job's lock first: a second run into the same folder fails at once, not after a
     # Prefect server has started (tens of seconds on a busy machine).
-    with exclusive(JobPaths(out)):
-        ensure_prefect_api()
+    with exclusive(JobPaths(out)), watched_prefect_api():
         state = flow_for(spec)(spec, progress=progress, return_state=True)
     paths = JobPaths(out)
     if state.is_failed() and state.name == GATE_FAILED:
@@ -378,11 +377,11 @@ def run_request(
 ) -> dict[str, Any]:
     """Run the `synth-job` flow here (against PREFECT_API_URL, or an ephemeral server)."""
     from flows.jobs import synth_job
-    from flows.server import ensure_prefect_api
+    from flows.server import watched_prefect_api
     from jobs.runs import OutputRoot
 
-    ensure_prefect_api()
-    state = synth_job(spec, output_root, force=force, progress=progress, return_state=True)
+    with watched_prefect_api():
+        state = synth_job(spec, output_root, force=force, progress=progress, return_state=True)
     root = OutputRoot(output_root)
     try:  # the run directory is keyed by this flow run's id
         manifest = root.read(str(state.state_details.flow_run_id))

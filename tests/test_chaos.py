@@ -311,3 +311,27 @@ def test_watchdog_holds_prefects_noise_back_only_while_the_server_is_silent():
     quiet: list[bool] = []
     assert not _watch_until_done([True, False, False, True], quiet=quiet, lost_after=60.0)
     assert quiet == [True, False]  # a restart within the grace: the noise comes back on
+
+
+def test_the_watch_ends_with_its_job(monkeypatch):
+    """A watch belongs to one job: once the job's block ends, a server that stops later (the
+    temporary one, stopped at exit; another test's) is never judged, so never ends the
+    process. Before, a watch lived as long as the process and ended a test session."""
+    import threading
+
+    from flows.server import watch, watched_prefect_api
+
+    stop = threading.Event()
+    stop.set()
+    gave_up: list[bool] = []
+    watch("http://127.0.0.1:9/api", lost_after=0.0, give_up=lambda: gave_up.append(True),
+          running=lambda: True, answers=lambda _url: False, poll=0.0, stop=stop)  # fmt: skip
+    assert gave_up == []
+
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    before = set(threading.enumerate())
+    with watched_prefect_api() as url:
+        assert url is None  # a configured server: nothing started here
+        (dog,) = [t for t in set(threading.enumerate()) - before if t.name.endswith("watchdog")]
+    dog.join(timeout=10)
+    assert not dog.is_alive()
