@@ -328,7 +328,10 @@ def test_the_watch_ends_with_its_job(monkeypatch):
           running=lambda: True, answers=lambda _url: False, poll=0.0, stop=stop)  # fmt: skip
     assert gave_up == []
 
-    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{free_port()}/api")
+    import flows.server
+
+    dead = f"http://127.0.0.1:{free_port()}/api"  # a configured server (PREFECT_API_URL)
+    monkeypatch.setattr(flows.server, "_api", lambda attempts: (dead, False))
     before = set(threading.enumerate())
     with watched_prefect_api() as url:
         assert url is None  # a configured server: nothing started here
