@@ -322,7 +322,8 @@ def format_validation_error(err: ValidationError, what: str = "job spec") -> str
         if e["type"] == "extra_forbidden":
             parts.append(f"unknown key {where!r}")
         else:
-            parts.append(f"{where}: {e['msg']}")
+            # a validator's own message, without pydantic's "Value error, " in front of it
+            parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
     return f"invalid {what}: " + "; ".join(parts)
 
 
