@@ -14,7 +14,7 @@ import pytest
 from prefect_dask import DaskTaskRunner
 
 from flows.runners import local_cluster, task_runner_for
-from jobs.paths import JobPaths
+from jobs.paths import JobPaths, claim_output
 from jobs.registry import MODALITIES
 from synth.config import build_spec
 from synth.errors import ConfigError, SynthError
@@ -204,6 +204,7 @@ def test_dask_runner_makes_the_same_rows_and_report_as_the_default(churn_csv, tm
         state_a = flow_for(default_spec)(default_spec, progress=False, return_state=True)
         assert state_a.is_completed(), state_a.message
         # Reuse the trained model: a finished checkpoint resumes with no steps left to run.
+        claim_output(b)  # synth's own folder, as a run into it would make it
         shutil.copytree(a / "model", b / "model")
         state_b = flow_for(dask_spec)(dask_spec, progress=False, return_state=True)
         assert state_b.is_completed(), state_b.message

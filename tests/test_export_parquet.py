@@ -205,7 +205,7 @@ def test_lineage_writes_its_keys_in_order_and_reads_older_records():
         "lineage_version", "created_at", "spec_hash", "data_hash", "model_hash", "seed",
         "split", "packages", "job", "modality", "target", "gate_override",
         "gate_override_reason", "columns", "evaluation_max_rows", "rare_category_min_rows",
-        "rare_category_label",
+        "rare_category_label", "rules",
     ]  # fmt: skip
     assert Lineage.read(lineage.to_dict()) == lineage
     older = Lineage.read({"seed": 7, "data_hash": "e" * 64, "source": {"target": "churn"}})

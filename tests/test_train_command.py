@@ -136,7 +136,7 @@ def test_two_process_cpu_launch_trains_one_model(job, tmp_path):
     assert done.stdout.count("model:") == 1, done.stdout  # only the main process reports
     assert "trained by 2 process(es)" in done.stdout
     assert _state_step(out / "model") == 20
-    assert sorted(p.name for p in out.iterdir()) == [".lock", ".work", "model"]
+    assert sorted(p.name for p in out.iterdir()) == [".lock", ".synth-output", ".work", "model"]
     model = TabularDiffusionSynthesizer.load(out / "model", device="cpu")
     assert model.steps_trained_ == 20
     rows = model.sample(100, seed=0)
