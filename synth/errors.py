@@ -1,5 +1,8 @@
 """Errors a user can act on. Each message is one line that says how to fix the input."""
 
+import warnings
+from collections.abc import Hashable
+
 
 class SynthError(Exception):
     """Base class: the CLI prints these as a one-line error and exits non-zero."""
@@ -39,3 +42,21 @@ class SynthWarning(UserWarning):
     """Something the user should know that does not stop the job (a column changed on
     reading, images resized). The command line prints it as one `warning:` line; it names
     columns or files, never a value."""
+
+
+_WARNED: dict[Hashable, None] = {}  # keys warned about in this process, newest last
+_MAX_WARNED = 256
+
+
+def warn_once(
+    key: Hashable, message: str, category: type[Warning] = SynthWarning, stacklevel: int = 2
+) -> None:
+    """Warn once per `key` in this process: the CLI's preflight and the job's own steps read
+    the same input, and the user should hear about it once. The oldest keys are forgotten
+    past 256, so a long-lived worker does not grow without bound."""
+    if key in _WARNED:
+        return
+    _WARNED[key] = None
+    while len(_WARNED) > _MAX_WARNED:
+        del _WARNED[next(iter(_WARNED))]
+    warnings.warn(message, category, stacklevel=stacklevel + 1)

@@ -7,7 +7,6 @@ simplicity: a pure function from a DataFrame to a `TableSchema`.
 from __future__ import annotations
 
 import hashlib
-import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -15,7 +14,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from synth.data.parsing import epoch_ns, parse_numbers, to_datetimes, utc_offsets
-from synth.errors import InputDataError, SynthWarning
+from synth.errors import InputDataError, SynthWarning, warn_once
 
 ColumnKind = Literal["numeric", "categorical", "datetime", "id", "constant"]
 Scalar = str | bool | int | float
@@ -156,22 +155,13 @@ class TimezoneNormalisedWarning(SynthWarning):
     """A date column's mixed UTC offsets were normalised to UTC (its local times are gone)."""
 
 
-_WARNED: dict[tuple[str, str], None] = {}  # the columns warned about, newest last
-_MAX_WARNED = 256
-
-
 def _warn_once(name: str, present: pd.Series) -> None:
     """Warn about a column's mixed offsets once per column of one table in this process: the
     CLI's preflight and the job's load step read the same table. The key is a hash of the
     column, never shown; the warning names the column alone."""
     digest = hashlib.sha256(pd.util.hash_pandas_object(present, index=False).to_numpy())
-    key = (name, digest.hexdigest())
-    if key in _WARNED:
-        return
-    _WARNED[key] = None
-    while len(_WARNED) > _MAX_WARNED:
-        del _WARNED[next(iter(_WARNED))]
-    warnings.warn(
+    warn_once(
+        ("utc-offsets", name, digest.hexdigest()),
         f"column {name!r}: its dates carry different UTC offsets; they are normalised to UTC "
         "and exported as UTC timestamps",
         TimezoneNormalisedWarning,

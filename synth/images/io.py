@@ -22,7 +22,7 @@ from PIL import Image, ImageOps
 from pydicom.datadict import tag_for_keyword
 
 from synth.config import ImageSourceSpec
-from synth.errors import InputDataError, SynthWarning
+from synth.errors import InputDataError, warn_once
 from synth.hashing import file_sha256
 from synth.images.dicom_read import (
     MissingLabelError,
@@ -421,10 +421,6 @@ def _refuse_mixed_kinds(got: _Collected) -> None:
     )
 
 
-_WARNED_RESIZE: dict[tuple[str, int, int, int, str], None] = {}  # warned sets, newest last
-_MAX_WARNED = 256
-
-
 def _count_resized(got: _Collected, root: Path, spec: ImageSourceSpec) -> int:
     """Images not resolution x resolution, when the set mixes sizes; warned about once per
     set in this process (the CLI's preflight and the job's steps read the same set)."""
@@ -433,18 +429,13 @@ def _count_resized(got: _Collected, root: Path, spec: ImageSourceSpec) -> int:
     res = spec.resolution
     total = sum(got.sizes.values())
     n = total - got.sizes.get((res, res), 0)
-    key = (str(root.resolve()), n, total, res, spec.fit)
-    if key not in _WARNED_RESIZE:
-        _WARNED_RESIZE[key] = None
-        while len(_WARNED_RESIZE) > _MAX_WARNED:
-            del _WARNED_RESIZE[next(iter(_WARNED_RESIZE))]
-        how = "cropped to a centred square and resized" if spec.fit == "center_crop" else "resized"
-        warnings.warn(
-            f"{n} of {total} images were not {res}x{res} and were {how} to {res}x{res} (the "
-            f"set has {len(got.sizes)} sizes; source.images.resolution and fit choose how)",
-            SynthWarning,
-            stacklevel=3,
-        )
+    how = "cropped to a centred square and resized" if spec.fit == "center_crop" else "resized"
+    warn_once(
+        ("resized", str(root.resolve()), n, total, res, spec.fit),
+        f"{n} of {total} images were not {res}x{res} and were {how} to {res}x{res} (the "
+        f"set has {len(got.sizes)} sizes; source.images.resolution and fit choose how)",
+        stacklevel=3,
+    )
     return n
 
 
