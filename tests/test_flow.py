@@ -141,9 +141,7 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
     assert not leaked, f"real values reached Prefect logs/artifacts: {leaked}"
 
 
-def test_failed_gate_keeps_its_report_apart_from_the_earlier_export(
-    harness, churn_csv, tmp_path
-):
+def test_failed_gate_keeps_its_report_apart_from_the_earlier_export(harness, churn_csv, tmp_path):
     out = tmp_path / "out"
     relaxed = {
         "evaluation.thresholds.detection_auc_max": 1.0,
