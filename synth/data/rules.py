@@ -340,17 +340,17 @@ def equivalences(rules: Sequence[FixedValue | Ordering]) -> list[list[Cell]]:
             c = parent[c]
         return c
 
-    for a, av, b, bv in fixed:
+    for a, av, b, bv in sorted(fixed):  # not set order: it changes with each process's hash seed
         if (b, bv, a, av) in fixed:
             parent[root((a, av))] = root((b, bv))
     groups: dict[Cell, list[Cell]] = {}
     for cell in parent:
         groups.setdefault(root(cell), []).append(cell)
-    return [
+    return sorted(
         sorted(g)
         for g in groups.values()
         if len(g) > 1 and len({c for c, _ in g}) == len(g)  # one cell per column
-    ]
+    )
 
 
 def repair(
