@@ -328,9 +328,11 @@ def run_synthesizer(
     seed: int,
     device: str,
     shard_rows: int | None,
+    bulk_sizes: tuple[int, ...] | None = None,
 ) -> dict[str, Any]:
     """Fit one synthesizer and time / measure it, in a fresh process. Returns figures and the
-    train-size synthetic sample (evaluated by the parent)."""
+    train-size synthetic sample (evaluated by the parent). `bulk_sizes`: the larger samples
+    streamed after the train-size one; by default 100k rows, and `big_rows` too for ours."""
     warnings.simplefilter("ignore")
     torch.set_num_threads(THREADS)
     torch.manual_seed(seed)
@@ -407,7 +409,10 @@ def run_synthesizer(
     }
     log(f"{name}: sampled {n_train:,} rows in {s:.2f} s")
 
-    sizes = [MID_ROWS] + ([big_rows] if name == "ours" else [])
+    if bulk_sizes is None:
+        sizes = [MID_ROWS] + ([big_rows] if name == "ours" else [])
+    else:
+        sizes = list(bulk_sizes)
     for n in sizes:
         got, s, mem, load = _timed(stream, n)
         assert got == n, (got, n)
