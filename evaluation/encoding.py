@@ -9,6 +9,12 @@ holdout rows when both are measured in the same space, so the space is fitted on
 * categorical columns are one-hot encoded and scaled by 1/sqrt(2), so two different categories
   are exactly Euclidean distance 1 apart; missing is its own category and values unseen in
   train share an "other" slot (still distance 1 from every train category).
+
+A categorical with more than `WIDE_LEVELS` categories is "wide": in the distance space
+(`points`) it is one integer code per row, a mismatch adding 1 to the squared distance (the
+same geometry as its one-hot block, in memory linear in the rows; `evaluation.neighbours`).
+The classifiers' features (`transform`) give it one column instead: the category's rank by
+train frequency, scaled to [0, 1], which a tree splits as well as it would the one-hot block.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from evaluation.neighbours import Points
 from synth.data.categories import MISSING, category_keys, numeric_values
 from synth.data.schema import ColumnSpec, TableSchema
 
@@ -26,6 +33,8 @@ __all__ = ["MISSING", "OTHER", "DistanceEncoder", "category_keys", "numeric_valu
 
 OTHER = "__other__"
 _ONE_HOT = 1.0 / math.sqrt(2.0)
+WIDE_LEVELS = 64
+"""Categories (with missing and other) above which a column is a code, not a one-hot block."""
 
 
 @dataclass
@@ -42,10 +51,18 @@ class _NumericCol:
 class _CategoricalCol:
     name: str
     categories: list[str]
+    wide: bool = False
+    """A code in the distance space, a frequency rank as a feature (fixed at fit)."""
     index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.index = {c: i for i, c in enumerate(self.categories)}
+
+    def codes(self, df: pd.DataFrame) -> np.ndarray:
+        keys = category_keys(df[self.name]).fillna(MISSING)
+        codes = pd.Index(self.categories).get_indexer(keys)
+        codes[codes < 0] = self.index[OTHER]
+        return codes
 
 
 @dataclass
@@ -77,15 +94,22 @@ class DistanceEncoder:
                 has_na = bool(np.isnan(v).any()) or spec.nullable
                 numeric.append(_NumericCol(spec.name, spec.kind, low, scale, fill, has_na))
             else:
-                keys = category_keys(train[spec.name]).dropna().unique().tolist()
-                categorical.append(_CategoricalCol(spec.name, sorted(keys) + [MISSING, OTHER]))
+                counts = category_keys(train[spec.name]).value_counts()
+                keys = sorted(counts.index.tolist())
+                wide = len(keys) + 2 > WIDE_LEVELS
+                if wide:  # by frequency, then key: the rank feature
+                    keys = sorted(keys, key=lambda k: (-counts[k], k))
+                categorical.append(_CategoricalCol(spec.name, keys + [MISSING, OTHER], wide))
         names: list[str] = []
         for n in numeric:
             names.append(n.name)
             if n.indicator:
                 names.append(f"{n.name}__isna")
         for c in categorical:
-            names.extend(f"{c.name}={k}" for k in c.categories)
+            if c.wide:
+                names.append(f"{c.name}#rank")
+            else:
+                names.extend(f"{c.name}={k}" for k in c.categories)
         return cls(numeric=numeric, categorical=categorical, feature_names=names)
 
     @property
@@ -98,9 +122,37 @@ class DistanceEncoder:
         return len(self.feature_names)
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
-        """Encode `df` (any row count) into a float64 matrix of shape (rows, n_features)."""
+        """Classifier features of `df` (any row count): a float64 (rows, n_features) matrix,
+        a wide categorical as its scaled frequency rank."""
+        out, j = self._numeric_block(df, self.n_features)
+        rows = np.arange(len(df))
+        for cat in self.categorical:
+            codes = cat.codes(df)
+            if cat.wide:
+                out[:, j] = codes / (len(cat.categories) - 1)
+                j += 1
+            else:
+                out[rows, j + codes] = _ONE_HOT
+                j += len(cat.categories)
+        return out
+
+    def points(self, df: pd.DataFrame) -> Points:
+        """`df` in the distance space: see the module docstring."""
+        narrow = [c for c in self.categorical if not c.wide]
+        width = sum(1 + n.indicator for n in self.numeric) + sum(len(c.categories) for c in narrow)
+        dense, j = self._numeric_block(df, width)
+        rows = np.arange(len(df))
+        for cat in narrow:
+            dense[rows, j + cat.codes(df)] = _ONE_HOT
+            j += len(cat.categories)
+        wide = [c.codes(df) for c in self.categorical if c.wide]
+        codes = np.stack(wide, axis=1) if wide else np.zeros((len(df), 0), dtype=np.int64)
+        return Points(dense, codes)
+
+    def _numeric_block(self, df: pd.DataFrame, width: int) -> tuple[np.ndarray, int]:
+        """A zero (rows, width) matrix with the numeric columns filled in, and the next column."""
         n = len(df)
-        out = np.zeros((n, self.n_features), dtype=np.float64)
+        out = np.zeros((n, width), dtype=np.float64)
         j = 0
         for col in self.numeric:
             v = (numeric_values(df[col.name], col.kind) - col.low) / col.scale
@@ -110,11 +162,4 @@ class DistanceEncoder:
             if col.indicator:
                 out[:, j] = isna.astype(float)
                 j += 1
-        rows = np.arange(n)
-        for cat in self.categorical:
-            keys = category_keys(df[cat.name]).fillna(MISSING)
-            codes = pd.Index(cat.categories).get_indexer(keys)
-            codes[codes < 0] = cat.index[OTHER]
-            out[rows, j + codes] = _ONE_HOT
-            j += len(cat.categories)
-        return out
+        return out, j

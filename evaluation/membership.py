@@ -28,9 +28,9 @@ import pandas as pd
 from pydantic import BaseModel
 from scipy.special import logsumexp
 from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.neighbors import NearestNeighbors
 
 from evaluation.encoding import DistanceEncoder
+from evaluation.neighbours import Points, nearest
 from evaluation.privacy import TIE_TOL
 from evaluation.threads import limit_threads
 from synth.data.schema import TableSchema
@@ -55,18 +55,17 @@ class Domias(BaseModel):
     bandwidth: float
 
 
-def _log_density(data: np.ndarray, query: np.ndarray, h: float) -> np.ndarray:
+def _log_density(data: Points, query: Points, h: float) -> np.ndarray:
     """log of a Gaussian KDE (up to the constant shared by every estimate with bandwidth `h`),
     summed over each query's nearest `NEIGHBOURS` data rows (the rest add nothing at this h)."""
     k = min(NEIGHBOURS, len(data))
-    d = NearestNeighbors(n_neighbors=k).fit(data).kneighbors(query, return_distance=True)[0]
+    d = nearest(data, query, k)[1]
     return logsumexp(-(d**2) / (2.0 * h * h), axis=1) - math.log(len(data))
 
 
-def _spacing(x: np.ndarray) -> float:
+def _spacing(x: Points) -> float:
     """Median distance from each row to its nearest other row with a different position."""
-    k = min(NEIGHBOURS, len(x))
-    d = NearestNeighbors(n_neighbors=k).fit(x).kneighbors(x, return_distance=True)[0]
+    d = nearest(x, x, min(NEIGHBOURS, len(x)))[1]
     d = np.where(d > TIE_TOL, d, np.inf).min(axis=1)
     d = d[np.isfinite(d)]
     return float(np.median(d)) if d.size else 1.0
@@ -92,11 +91,11 @@ def domias(
     with limit_threads(max(len(train), len(synthetic))):
         encoder = encoder or DistanceEncoder.fit(train, schema)
         rng = np.random.default_rng(seed)
-        x_syn = encoder.transform(synthetic)
-        x_hold = encoder.transform(holdout)
+        x_syn = encoder.points(synthetic)
+        x_hold = encoder.points(holdout)
         halves = np.array_split(rng.permutation(len(x_hold)), 2)
         m = min(len(train), len(x_hold))
-        x_mem = encoder.transform(train.iloc[np.sort(rng.choice(len(train), m, replace=False))])
+        x_mem = encoder.points(train.iloc[np.sort(rng.choice(len(train), m, replace=False))])
         mem_halves = np.array_split(np.arange(m), 2)
         if m < 2 or min(len(h) for h in halves) == 0 or len(x_syn) == 0:
             return Domias(
@@ -106,9 +105,9 @@ def domias(
         h = BANDWIDTH_SHARE * _spacing(x_hold)
         scores, labels = [], []
         for fold in (0, 1):
-            reference, non_members = x_hold[halves[1 - fold]], x_hold[halves[fold]]
-            members = x_mem[mem_halves[fold]]
-            candidates = np.vstack([members, non_members])
+            reference, non_members = x_hold.take(halves[1 - fold]), x_hold.take(halves[fold])
+            members = x_mem.take(mem_halves[fold])
+            candidates = Points.stack(members, non_members)
             log_ref = _log_density(
                 reference, candidates, h * REFERENCE_BANDWIDTH_SHARE / BANDWIDTH_SHARE
             )

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import NearestNeighbors
 
 from evaluation.encoding import DistanceEncoder, category_keys, numeric_values
+from evaluation.neighbours import Points, nearest
 from evaluation.threads import limit_threads
 from synth.data.schema import TableSchema
 
@@ -87,17 +87,12 @@ def exact_copy_rate(rows: pd.DataFrame, reference: pd.DataFrame, schema: TableSc
 # --------------------------------------------------------------------------- distances
 
 
-def nearest_distances(reference: np.ndarray, query: np.ndarray, k: int = 1) -> np.ndarray:
-    """Sorted Euclidean distances from each query row to its `k` nearest reference rows.
-
-    Neighbours are found with sklearn, then distances are recomputed directly so an exact copy
-    is exactly 0 (the dot-product shortcut leaves ~1e-8 noise, which would break ties).
-    """
-    k = min(k, reference.shape[0])
-    nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(reference)
-    idx = nn.kneighbors(query, return_distance=False)
-    d = np.sqrt(((query[:, None, :] - reference[idx]) ** 2).sum(axis=2))
-    return np.sort(d, axis=1)
+def nearest_distances(
+    reference: np.ndarray | Points, query: np.ndarray | Points, k: int = 1
+) -> np.ndarray:
+    """Sorted Euclidean distances from each query row to its `k` nearest reference rows; a
+    copy is exactly 0 (`evaluation.neighbours.nearest`)."""
+    return nearest(reference, query, k)[1]
 
 
 def nndr(distances: np.ndarray) -> np.ndarray:
@@ -118,14 +113,17 @@ def dcr_share(to_train: np.ndarray, to_holdout: np.ndarray) -> float:
     return float(closer.mean() + 0.5 * tie.mean())
 
 
-def mia_auc(members: np.ndarray, non_members: np.ndarray, synthetic: np.ndarray) -> float:
+def mia_auc(
+    members: np.ndarray | Points, non_members: np.ndarray | Points, synthetic: np.ndarray | Points
+) -> float:
     """Distance attack: score each candidate by -(distance to nearest synthetic row) and ask how
     well that separates training members from holdout non-members (ROC AUC, 0.5 ideal)."""
-    if members.shape[0] == 0 or non_members.shape[0] == 0 or synthetic.shape[0] == 0:
+    members, non_members, synthetic = (Points.of(p) for p in (members, non_members, synthetic))
+    if len(members) == 0 or len(non_members) == 0 or len(synthetic) == 0:
         return math.nan
-    candidates = np.vstack([members, non_members])
+    candidates = Points.stack(members, non_members)
     score = -nearest_distances(synthetic, candidates, k=1)[:, 0]
-    label = np.r_[np.ones(members.shape[0]), np.zeros(non_members.shape[0])]
+    label = np.r_[np.ones(len(members)), np.zeros(len(non_members))]
     return float(roc_auc_score(label, score))
 
 
@@ -186,12 +184,12 @@ def privacy_distances(
     nearest-train distances of every synthetic and holdout row (no randomness)."""
     with limit_threads(max(len(train), len(synthetic))):
         encoder = encoder or DistanceEncoder.fit(train, schema)
-        x_train = encoder.transform(train)
+        x_train = encoder.points(train)
         syn_rate = exact_copy_rate(synthetic, train, schema)
         hold_rate = exact_copy_rate(holdout, train, schema)
 
-        syn_d = nearest_distances(x_train, encoder.transform(synthetic), k=2)
-        hold_d = nearest_distances(x_train, encoder.transform(holdout), k=2)
+        syn_d = nearest_distances(x_train, encoder.points(synthetic), k=2)
+        hold_d = nearest_distances(x_train, encoder.points(holdout), k=2)
     syn_dcr, hold_dcr = syn_d[:, 0], hold_d[:, 0]
 
     near_thr = float(np.percentile(hold_dcr, NEAR_COPY_PERCENTILE))
@@ -233,12 +231,10 @@ def membership_risk(
     with limit_threads(max(len(train), len(synthetic))):
         encoder = encoder or DistanceEncoder.fit(train, schema)
         rng = np.random.default_rng(seed)
-        x_train = encoder.transform(train)
-        x_hold = encoder.transform(holdout)
-        x_syn = encoder.transform(synthetic)
         m = min(len(train), len(holdout))
-        members = x_train[rng.choice(len(train), m, replace=False)]
-        non_members = x_hold[rng.choice(len(holdout), m, replace=False)]
+        members = encoder.points(train.iloc[rng.choice(len(train), m, replace=False)])
+        non_members = encoder.points(holdout.iloc[rng.choice(len(holdout), m, replace=False)])
+        x_syn = encoder.points(synthetic)
         share = dcr_share(
             nearest_distances(members, x_syn)[:, 0], nearest_distances(non_members, x_syn)[:, 0]
         )

@@ -22,9 +22,9 @@ import math
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from sklearn.neighbors import NearestNeighbors
 
 from evaluation.encoding import DistanceEncoder
+from evaluation.neighbours import Points, nearest
 from evaluation.privacy import TIE_TOL, row_keys
 from evaluation.threads import limit_threads
 from synth.data.schema import TableSchema
@@ -57,11 +57,10 @@ def excess_lower_bound(hits: float, n: int, base_hits: float, base_n: int) -> fl
     return p1 - p2 - Z_ONE_SIDED * se
 
 
-def _nearest(reference: np.ndarray, query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(reference: Points, query: Points) -> tuple[np.ndarray, np.ndarray]:
     """Index of and exact distance to each query row's nearest reference row."""
-    idx = NearestNeighbors(n_neighbors=1).fit(reference).kneighbors(query, return_distance=False)
-    idx = idx[:, 0]
-    return idx, np.sqrt(((query - reference[idx]) ** 2).sum(axis=1))
+    idx, d = nearest(reference, query, k=1)
+    return idx[:, 0], d[:, 0]
 
 
 def unique_copies(
@@ -93,9 +92,9 @@ def unique_copies(
 
     with limit_threads(max(len(train), len(synthetic))):
         encoder = encoder or DistanceEncoder.fit(train, schema)
-        x_train = encoder.transform(train)
-        syn_idx, syn_d = _nearest(x_train, encoder.transform(synthetic))
-        hold_idx, hold_d = _nearest(x_train, encoder.transform(holdout))
+        x_train = encoder.points(train)
+        syn_idx, syn_d = _nearest(x_train, encoder.points(synthetic))
+        hold_idx, hold_d = _nearest(x_train, encoder.points(holdout))
     positive = hold_d[hold_d > TIE_TOL]
     eps = float(np.percentile(positive, NEAR_PERCENTILE)) if positive.size else 0.0
     near_key_syn = k_train[syn_idx]
