@@ -343,13 +343,7 @@ class JobSteps:
         they are published with the export, or kept apart if the gate fails)."""
         inputs = self.evaluation_inputs(spec, paths, source, split_path)
         evaluation = suite.combine(inputs, parts, spec.evaluation, seed=spec.seed)
-        try:
-            return self._write_report(evaluation, inputs, spec, paths, lineage)
-        finally:
-            self.release_inputs()
-
-    def release_inputs(self) -> None:
-        """Drop inputs `evaluation_inputs` kept for the metric tasks, once the report is made."""
+        return self._write_report(evaluation, inputs, spec, paths, lineage)
 
     def _write_report(
         self, evaluation: Any, inputs: Inputs, spec: JobSpec, paths: JobPaths, lineage: dict
@@ -374,8 +368,5 @@ class JobSteps:
     ) -> dict[str, Any]:
         """Every check on the staged records in this process, then the report."""
         inputs = self.evaluation_inputs(spec, paths, source, split_path)
-        try:
-            evaluation = suite.evaluate(inputs, spec.evaluation, seed=spec.seed, progress=progress)
-            return self._write_report(evaluation, inputs, spec, paths, lineage)
-        finally:
-            self.release_inputs()
+        evaluation = suite.evaluate(inputs, spec.evaluation, seed=spec.seed, progress=progress)
+        return self._write_report(evaluation, inputs, spec, paths, lineage)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,17 +50,6 @@ def _head(staging: Path, n: int) -> pd.DataFrame:
         if have >= n:
             break
     return pd.concat(frames, ignore_index=True)
-
-
-# The metric groups of one job run as tasks side by side in one process: they share one copy
-# of their inputs (read-only), instead of each re-reading the whole table (on 336k flights,
-# 11 copies made 8 GB). Only the latest job's inputs are kept.
-_INPUTS_LOCK = threading.Lock()
-_INPUTS: dict[tuple, TableInputs] = {}
-
-
-def _staged_fingerprint(staging: Path) -> tuple:
-    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in staged_files(staging))
 
 
 class TableSteps(JobSteps):
@@ -206,25 +194,12 @@ class TableSteps(JobSteps):
     def evaluation_inputs(
         self, spec: JobSpec, paths: JobPaths, source: LoadedSource, split_path: Path
     ) -> TableInputs:
-        key = (
-            str(Path(spec.source.path).resolve()), source.data_hash, str(split_path),
-            split_path.stat().st_mtime_ns, _staged_fingerprint(paths.staging),
-            spec.evaluation.max_rows, spec.privacy.model_dump_json(), spec.rules.model_dump_json(),
-        )  # fmt: skip
-        with _INPUTS_LOCK:
-            if key not in _INPUTS:
-                _INPUTS.clear()
-                train_df, holdout_df = self.real_frames(spec, source, split_path)
-                synthetic = _head(paths.staging, spec.evaluation.max_rows)
-                schema = read_schema(source.info_path)
-                _INPUTS[key] = TableInputs(
-                    train_df, holdout_df, synthetic, schema, privacy=spec.privacy, rules=spec.rules
-                )
-            return _INPUTS[key]
-
-    def release_inputs(self) -> None:
-        with _INPUTS_LOCK:
-            _INPUTS.clear()
+        train_df, holdout_df = self.real_frames(spec, source, split_path)
+        synthetic = _head(paths.staging, spec.evaluation.max_rows)
+        schema = read_schema(source.info_path)
+        return TableInputs(
+            train_df, holdout_df, synthetic, schema, privacy=spec.privacy, rules=spec.rules
+        )
 
     # ---- export -------------------------------------------------------------------------
     def export(

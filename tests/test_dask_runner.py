@@ -243,20 +243,3 @@ def test_dask_runner_makes_the_same_rows_and_report_as_the_default(churn_csv, tm
     shard_b = [m for m in logs_b if m.startswith("shard ")]
     assert len(shard_a) == 3 and all("in the flow process" in m for m in shard_a)
     assert len(shard_b) == 3 and all("on a Dask worker, 1 torch thread" in m for m in shard_b)
-
-
-def test_metric_tasks_share_one_copy_of_their_inputs(trained):
-    """The metric groups run side by side in one process: one copy of the table between them,
-    released with the report (each re-reading it made 11 copies: 8 GB on 336k flights)."""
-    spec, paths = trained
-    table_steps.sample(spec, paths, n_train=10, progress=False)
-    source = table_steps.load(spec, paths)
-    split_path = table_steps.split(spec, paths, source)
-    first = table_steps.evaluation_inputs(spec, paths, source, split_path)
-    assert table_steps.evaluation_inputs(spec, paths, source, split_path) is first
-    table_steps.release_inputs()
-    again = table_steps.evaluation_inputs(spec, paths, source, split_path)
-    assert again is not first and again.train.equals(first.train)
-    table_steps.sample(spec, paths, n_train=10, progress=False)  # new staged files
-    assert table_steps.evaluation_inputs(spec, paths, source, split_path) is not again
-    table_steps.release_inputs()
