@@ -36,8 +36,8 @@ def test_wide_columns_are_codes_with_the_one_hot_distances(flights, monkeypatch)
     x_train, x_query = dense.transform(train), dense.transform(query)
     assert x_train.shape[1] > 2000 + points.dense.shape[1]
     # the reference answer: sklearn's brute force on the full one-hot vectors
-    ref_d, ref_i = NearestNeighbors(n_neighbors=3, algorithm="brute").fit(x_train).kneighbors(
-        x_query
+    ref_d, ref_i = (
+        NearestNeighbors(n_neighbors=3, algorithm="brute").fit(x_train).kneighbors(x_query)
     )
     idx, d = nearest(points, enc.points(query), k=3)
     np.testing.assert_allclose(d, ref_d, atol=1e-6)
