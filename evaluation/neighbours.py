@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 CHUNK_CELLS = 8_000_000
 """Query-by-reference distances computed at a time (64 MB of float64)."""
@@ -46,10 +47,15 @@ class Points:
         return Points(np.vstack([p.dense for p in parts]), np.vstack([p.codes for p in parts]))
 
 
-def squared_distances(a: Points, b: Points) -> np.ndarray:
-    """(len(a), len(b)) squared distances by the dot-product identity: fast, ~1e-12 noise."""
-    d = (a.dense**2).sum(axis=1)[:, None] + (b.dense**2).sum(axis=1)[None, :]
-    d -= 2.0 * (a.dense @ b.dense.T)
+def squared_distances(a: Points, b: Points, b_norms: np.ndarray | None = None) -> np.ndarray:
+    """(len(a), len(b)) squared distances by the dot-product identity: fast, ~1e-12 noise.
+    `b_norms`: `b`'s squared dense norms, when the caller has them already."""
+    if b_norms is None:
+        b_norms = (b.dense**2).sum(axis=1)
+    d = a.dense @ b.dense.T
+    d *= -2.0
+    d += (a.dense**2).sum(axis=1)[:, None]
+    d += b_norms[None, :]
     np.maximum(d, 0.0, out=d)
     for j in range(a.codes.shape[1]):
         d += a.codes[:, j, None] != b.codes[None, :, j]
@@ -78,11 +84,14 @@ def nearest(
     # a few spare candidates, so rounding noise cannot push a true neighbour out
     pool = min(len(ref), k + 4)
     step = max(1, CHUNK_CELLS // len(ref))
+    ref_norms = (ref.dense**2).sum(axis=1)
     for start in range(0, len(qry), step):
         chunk = qry.take(slice(start, start + step))
-        d2 = squared_distances(chunk, ref)
+        d2 = squared_distances(chunk, ref, ref_norms)
         if pool < len(ref):
-            cand = np.argpartition(d2, pool - 1, axis=1)[:, :pool]
+            # torch's top-k: several times numpy's argpartition on rows of 100k+ distances
+            found = torch.topk(torch.from_numpy(d2), pool, dim=1, largest=False, sorted=False)
+            cand = found.indices.numpy()
         else:
             cand = np.broadcast_to(np.arange(len(ref)), d2.shape)
         rows = np.repeat(np.arange(len(chunk)), cand.shape[1])
