@@ -80,6 +80,15 @@ N_COLS = 3  # columns per multivariate singling-out query (Anonymeter's default)
 INFERENCE_TOLERANCE = 0.05  # a numeric guess within 5% counts as right (Anonymeter's default)
 QUERY_ATTEMPTS_PER_ATTACK = 50  # multivariate candidate queries tried per query wanted
 _QUERY_BATCH = 500
+_MATCH_CELLS = 8_000_000
+"""Rows x queries matched at a time: a full training table (270k flights) takes fewer queries
+a batch, so memory stays near 100 MB whatever the table's size."""
+
+
+def _batch(n_rows: int) -> int:
+    return max(1, min(_QUERY_BATCH, _MATCH_CELLS // max(n_rows, 1)))
+
+
 _CELLS_PER_CHUNK = 2_000_000  # float64 cells in one block of neighbour distances (16 MB)
 SUBSAMPLES = 10  # subsets of the larger real set, to single out in populations of equal size
 _MISSING = -10.0  # a missing value in the distance space: at least 1 from any value, 0 from itself
@@ -279,9 +288,10 @@ def _matches(x: np.ndarray, queries: _Queries) -> np.ndarray:
 
 def _counts(x: np.ndarray, queries: _Queries) -> np.ndarray:
     """How many rows of `x` each query matches, in batches to bound memory."""
+    step = _batch(len(x))
     parts = [
-        _matches(x, queries.take(np.arange(i, min(i + _QUERY_BATCH, len(queries))))).sum(axis=0)
-        for i in range(0, len(queries), _QUERY_BATCH)
+        _matches(x, queries.take(np.arange(i, min(i + step, len(queries))))).sum(axis=0)
+        for i in range(0, len(queries), step)
     ]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
 
@@ -398,8 +408,9 @@ def _singled_out(rows: np.ndarray, queries: _Queries, size: int, rng: np.random.
         return float((_counts(rows, queries) == 1).sum())
     subsets = [rng.choice(len(rows), size, replace=False) for _ in range(SUBSAMPLES)]
     total = 0
-    for i in range(0, len(queries), _QUERY_BATCH):
-        hits = _matches(rows, queries.take(np.arange(i, min(i + _QUERY_BATCH, len(queries)))))
+    step = _batch(len(rows))
+    for i in range(0, len(queries), step):
+        hits = _matches(rows, queries.take(np.arange(i, min(i + step, len(queries)))))
         total += sum(int((hits[subset].sum(axis=0) == 1).sum()) for subset in subsets)
     return total / SUBSAMPLES
 
