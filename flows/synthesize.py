@@ -80,7 +80,7 @@ def train_task(
             logger.warning(stale)
             discard_training_state(paths.model)  # so the library need not say it again
     model_hash = steps.train(spec, paths, source, split_path, progress)
-    logger.info("trained %d steps; model sha256 %s", spec.training.steps, model_hash[:12])
+    logger.info("trained; model sha256 %s", model_hash[:12])
     return model_hash
 
 
@@ -235,7 +235,7 @@ def _run_steps(spec: JobSpec, paths: JobPaths, progress: bool) -> dict[str, Any]
     failures = gate_task(report, paths)
     if failures:
         # A verdict, not a crash: fail the run with the numbers and no traceback.
-        return Failed(name=GATE_FAILED, message=gate_message(failures))
+        return Failed(name=GATE_FAILED, message=gate_message(failures, report))
     files = export_task(spec, paths, source, report)
     return {
         "export": str(paths.export),

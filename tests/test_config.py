@@ -11,6 +11,7 @@ from synth.config import (
     ModelSpec,
     TrainingSpec,
     build_spec,
+    default_steps,
     load_spec,
     parse_set_option,
 )
@@ -28,7 +29,7 @@ def test_defaults_are_valid():
     assert spec.model == ModelSpec()
     assert spec.training == TrainingSpec()
     assert spec.model.hidden_dims == [256, 256, 256]
-    assert spec.training.steps == 2000
+    assert spec.training.steps is None  # scaled to the data at fit: `default_steps`
     assert spec.sampling.scheduler == "dpmsolver"
     assert spec.split.holdout_fraction == 0.3
     assert spec.export.id_strategy == "regenerate"
@@ -203,3 +204,27 @@ def test_spec_hash_is_stable_and_sensitive(tmp_path):
     assert build_spec(BASE, {"evaluation.thresholds.mia_auc_max": 0.61}).spec_hash() != h
     assert build_spec(BASE, {"source.target": None}).spec_hash() == h  # None = not set
     assert build_spec({"source": {"path": "data/churn.csv"}}).spec_hash() != h
+
+
+@pytest.mark.parametrize(
+    ("rows", "columns", "steps"),
+    [
+        (4_930, 20, 2_000),  # the demo: the budget its figures were measured at
+        (124, 13, 1_000),  # wine's training split: the floor
+        (2_051, 74, 2_500),  # Ames: wider, so more steps than its rows alone would get
+        (35_000, 18, 4_000),  # 50k flights: the ceiling
+        (270_000, 18, 4_000),  # all of flights
+    ],
+)
+def test_the_training_budget_scales_with_rows_and_columns(rows, columns, steps):
+    assert default_steps(rows, columns) == steps
+    spec = TrainingSpec().resolved(rows, columns)
+    assert spec.steps == steps and TrainingSpec().steps is None
+    assert TrainingSpec(steps=7).resolved(rows, columns).steps == 7  # a set budget is kept
+
+
+def test_the_budget_grows_with_rows_and_with_columns():
+    by_rows = [default_steps(n, 20) for n in (1_000, 5_000, 10_000, 20_000, 40_000)]
+    by_columns = [default_steps(5_000, c) for c in (10, 20, 40, 80)]
+    assert by_rows == sorted(by_rows) and by_rows[0] < by_rows[-1]
+    assert by_columns == sorted(by_columns) and by_columns[0] < by_columns[-1]

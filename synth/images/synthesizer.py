@@ -56,6 +56,8 @@ class ImageDiffusionSynthesizer:
     ):
         self.model = model or ImageModelSpec()
         self.training = training or TrainingSpec(steps=800, batch_size=64, lr=1e-3)
+        if self.training.steps is None:  # the table scaling does not apply to images
+            self.training = self.training.model_copy(update={"steps": 800})
         self.seed = seed
         self.device = device
         self.privacy = privacy

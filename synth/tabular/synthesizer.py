@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +41,7 @@ from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
 from synth.tabular.encoders import EncodedTable, TableEncoder, columns_to_frame
 from synth.training import drop_labels, make_accelerator, should_resume, train_loop
 
+log = logging.getLogger(__name__)
 KIND = "tabular-diffusion"
 CPU_SHARD_ROWS = 10_000
 CUDA_SHARD_ROWS = 1_000_000
@@ -102,6 +104,12 @@ class TabularDiffusionSynthesizer:
         device = pick_device(self.device)
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.fingerprint_ = fingerprint or self.fingerprint(train)
+        self.training_ = self.training.resolved(len(train), len(self.schema.modelled))
+        if self.training.steps is None:
+            log.info(
+                "training budget: %d steps, scaled to %d rows x %d columns",
+                self.training_.steps, len(train), len(self.schema.modelled),
+            )  # fmt: skip
         resume = should_resume(checkpoint_dir, self.fingerprint_, self.training.resume)
         if resume:
             loaded = type(self).load(checkpoint_dir, device=self.device)
@@ -187,7 +195,7 @@ class TabularDiffusionSynthesizer:
         self.final_loss_ = train_loop(
             model,
             accelerator,
-            self.training,
+            self.training_,
             n_rows=len(x_num),
             seed=self.seed,
             loss_fn=loss_fn,
@@ -198,7 +206,7 @@ class TabularDiffusionSynthesizer:
             progress=progress,
             fingerprint=self.fingerprint_,
         )
-        self.steps_trained_ = self.training.steps
+        self.steps_trained_ = self.training_.steps
 
     # ---- sample -------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -452,6 +460,7 @@ class TabularDiffusionSynthesizer:
             "schema": self.schema.model_dump(mode="json"),
             "model": self.model.model_dump(mode="json"),
             "training": self.training.model_dump(mode="json"),
+            "training_resolved": getattr(self, "training_", self.training).model_dump(mode="json"),
             "privacy": (self.privacy or PrivacySpec()).model_dump(mode="json"),
             "rules_spec": (self.rules or RulesSpec()).model_dump(mode="json"),
             "rules": [r.model_dump(mode="json") for r in getattr(self, "rules_", [])],
@@ -485,6 +494,8 @@ class TabularDiffusionSynthesizer:
             directory / "denoiser", low_cpu_mem_usage=False
         ).eval()
         obj.label_counts_ = state["label_counts"]
+        resolved = state.get("training_resolved") or state["training"]
+        obj.training_ = TrainingSpec.model_validate(resolved)
         obj.steps_trained_ = state["steps_trained"]
         obj.final_loss_ = state["final_loss"]
         return obj
