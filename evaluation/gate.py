@@ -99,6 +99,29 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+MEMORISED = (
+    "the model memorised training rows: train fewer steps (training.steps), or protect more "
+    "rows (privacy.rare_category_min_rows)"
+)
+REMEDIES: dict[str, str] = {
+    "tstr_gap": (
+        "the label does not follow the features closely enough: raise sampling.guidance_scale "
+        "(e.g. 2.0; no retraining), then training.steps"
+    ),
+    "column_shapes": "the model is under-trained: raise training.steps",
+    "pair_trends": "the model is under-trained: raise training.steps",
+    "detection_auc": "the model is under-trained: raise training.steps",
+    "rule_break_excess": (
+        "synthetic rows break a rule of the real ones: list the rules with `synth schema`, and "
+        "drop a rule that is wrong (rules.drop) or add a missing one (rules.add)"
+    ),
+    "rare_values_emitted": "rare values escaped the model's protection: report this as a bug",
+    "holdout_only_values_emitted": "holdout values reached the model: report this as a bug",
+}
+"""The knob most likely to fix each failing check, by what the check measures (a privacy check
+not named here points at memorisation)."""
+
+
 class CheckResult(BaseModel):
     name: str
     value: float | None
@@ -132,6 +155,13 @@ class GateResult(BaseModel):
         """One line per failing applicable check, with its number (also when overridden)."""
         return [c.line() for c in self.checks if c.applicable and not c.passed]
 
+    def remedies(self) -> list[str]:
+        """The knobs most likely to help, one line each, fidelity first; none on a pass."""
+        failing = [c for c in self.checks if c.applicable and not c.passed]
+        failing.sort(key=lambda c: c.kind != "fidelity")
+        lines = [REMEDIES.get(c.name, MEMORISED) for c in failing]
+        return list(dict.fromkeys(lines))
+
     @property
     def not_applicable(self) -> list[str]:
         return [c.name for c in self.checks if not c.applicable]
@@ -143,6 +173,7 @@ class GateResult(BaseModel):
             "overridden": self.overridden,
             "override_reason": self.override_reason,
             "failures": self.failures(),
+            "remedies": self.remedies(),
             "not_applicable": self.not_applicable,
             "checks": [c.model_dump() for c in self.checks],
         }

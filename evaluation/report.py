@@ -241,7 +241,11 @@ def gate_banner(gate: GateResult) -> str:
 def gate_failures(gate: GateResult) -> str:
     """The failed checks as a list, or nothing (shared by the table and image reports)."""
     items = "".join(f"<li><code>{html.escape(f)}</code></li>" for f in gate.failures())
-    return f"<ul>{items}</ul>" if items else ""
+    if not items:
+        return ""
+    remedies = "".join(f"<li>{html.escape(r)}</li>" for r in gate.remedies())
+    hint = f"<p>Most likely to help, first:</p><ol>{remedies}</ol>" if remedies else ""
+    return f"<ul>{items}</ul>{hint}"
 
 
 def checks_table(gate: GateResult) -> str:

@@ -24,5 +24,14 @@ def gate(report: dict[str, Any], paths: JobPaths) -> list[str]:
     return list(g["failures"]) or ["gate failed"]
 
 
-def gate_message(failures: list[str]) -> str:
-    return "gate failed, export blocked: " + "; ".join(failures)
+def gate_message(failures: list[str], report: dict[str, Any] | None = None) -> str:
+    """One line: the failing checks, then the knob most likely to help (`Gate.remedies`)."""
+    message = "gate failed, export blocked: " + "; ".join(failures)
+    remedies = (report or {}).get("gate", {}).get("remedies") or []
+    if not remedies:
+        return message
+    hint = remedies[0]
+    steps = (report or {}).get("extra", {}).get("training", {}).get("steps")
+    if steps and "training.steps" in hint:
+        hint += f" (this run trained {steps:,} steps)"
+    return f"{message}. Most likely to help: {hint}"

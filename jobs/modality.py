@@ -354,8 +354,10 @@ class JobSteps:
     def _extra(self, spec: JobSpec, paths: JobPaths, lineage: dict[str, Any]) -> dict[str, Any]:
         """What the report carries besides the checks: the lineage, and what rare-value
         protection grouped or withheld (counts per column, never a value)."""
-        protection = self.load_synthesizer(spec, paths).protection()
-        return {"lineage": lineage, "protection": protection}
+        synthesizer = self.load_synthesizer(spec, paths)
+        scaled = spec.training.steps is None
+        training = {"steps": synthesizer.steps_trained_, "scaled_to_data": scaled}
+        return {"lineage": lineage, "protection": synthesizer.protection(), "training": training}
 
     def evaluate(
         self,

@@ -83,3 +83,23 @@ def test_override_passes_but_keeps_the_record() -> None:
     assert gate.override_reason == "approved by DPO"
     assert gate.failures() == ["exact_copy_excess = 0.200 > max 0.010"]
     gate.raise_if_failed()  # does not raise
+
+
+def test_a_failed_gate_names_the_knob_most_likely_to_help() -> None:
+    from jobs.gate import gate_message
+
+    assert apply_gate(GOOD, Thresholds()).remedies() == []
+    label = apply_gate({**GOOD, "tstr_gap": 0.12}, Thresholds())
+    assert label.remedies() == [label.remedies()[0]] and "guidance_scale" in label.remedies()[0]
+    # fidelity comes first, and a privacy failure points the other way (fewer steps)
+    both = apply_gate({**GOOD, "mia_auc": 0.7, "detection_auc": 0.95}, Thresholds())
+    first, second = both.remedies()
+    assert "raise training.steps" in first and "fewer steps" in second
+    assert both.to_dict()["remedies"] == [first, second]
+    report = {"gate": both.to_dict(), "extra": {"training": {"steps": 2500}}}
+    message = gate_message(both.failures(), report)
+    assert message.startswith("gate failed, export blocked: detection_auc = 0.950 > max 0.900")
+    assert message.endswith("raise training.steps (this run trained 2,500 steps)")
+    assert "\n" not in message
+    shapes_and_trends = apply_gate({**GOOD, "column_shapes": 0.5, "pair_trends": 0.5}, Thresholds())
+    assert len(shapes_and_trends.remedies()) == 1  # one knob, said once
