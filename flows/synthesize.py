@@ -10,6 +10,7 @@ record reaches a Prefect result, cache, log line or artifact.
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 from prefect import Flow, flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.states import Failed, State
 
@@ -192,13 +194,28 @@ def evaluate(
     split_path: Path,
     lineage: dict[str, Any],
 ) -> dict[str, Any]:
-    """A task per group of metric parts, then the report: the report dict."""
-    futures = [
-        evaluate_parts_task.submit(spec, paths, source, split_path, names)
-        for names in modality_for(spec).evaluation_groups()
-    ]
-    parts = {name: value for f in futures for name, value in f.result().items()}
+    """A task per group of metric parts, at most `evaluation_concurrency` at once, then the
+    report: the report dict."""
+    limit = evaluation_concurrency(spec)
+    parts: dict[str, Any] = {}
+    running: list[PrefectFuture] = []
+    for names in modality_for(spec).evaluation_groups():
+        if limit is not None and len(running) >= limit:
+            done = next(as_completed(running))
+            running.remove(done)
+            parts.update(done.result())
+        running.append(evaluate_parts_task.submit(spec, paths, source, split_path, names))
+    for future in running:
+        parts.update(future.result())
     return report_task(spec, paths, source, split_path, parts, lineage)
+
+
+def evaluation_concurrency(spec: JobSpec) -> int | None:
+    """Metric tasks at once: `runtime.evaluation_tasks`, or the CPU cores on the default
+    runner (more adds memory, not speed); None (all at once) on Dask, whose workers bound it."""
+    if spec.runtime.task_runner == "dask":
+        return None
+    return spec.runtime.evaluation_tasks or max(1, os.cpu_count() or 1)
 
 
 def flow_for(spec: JobSpec) -> Flow:

@@ -67,6 +67,27 @@ def _flow_text(flow_run_id) -> str:
     return asyncio.run(fetch())
 
 
+def _most_at_once(flow_run_id, prefix: str) -> tuple[int, int]:
+    """(task runs named `prefix`... in the flow run, the most that ran at the same time)."""
+
+    async def fetch():
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+        async with get_client() as client:
+            return await client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            )
+
+    runs = [r for r in asyncio.run(fetch()) if r.name.startswith(prefix)]
+    spans = [(r.start_time, r.end_time) for r in runs]
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = most = 0
+    for _, step in events:  # an end sorts before a start at the same instant
+        running += step
+        most = max(most, running)
+    return len(runs), most
+
+
 def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_path):
     # Fidelity bars are relaxed for a 250-step model; the privacy bars keep their defaults.
     spec = _spec(
@@ -76,10 +97,14 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
             "evaluation.thresholds.detection_auc_max": 1.0,
             "evaluation.thresholds.tstr_gap_max": 1.0,
             "evaluation.thresholds.pair_trends_min": 0.5,
+            "runtime.evaluation_tasks": 2,
         },
     )
     state = synthesize(spec, progress=False, return_state=True)
     assert state.is_completed(), state.message
+    # the metric tasks ran two at a time: each holds its own copy of the tables
+    n_parts, most = _most_at_once(state.state_details.flow_run_id, "evaluate-")
+    assert n_parts == 11 and most == 2
     result = state.result()
 
     export = Path(result["export"])
@@ -137,6 +162,7 @@ def test_flow_trains_gates_and_exports_typed_parquet(harness, churn_csv, tmp_pat
                  "singling_out_risk", "linkability_risk", "inference_risk"):  # fmt: skip
         assert name in text
     assert report["extra"]["protection"]["rare_category_min_rows"] == 5
+    assert report["extra"]["training"] == {"steps": 250, "scaled_to_data": False}
     leaked = [v for v in REAL_VALUES if v in text]
     assert not leaked, f"real values reached Prefect logs/artifacts: {leaked}"
 
