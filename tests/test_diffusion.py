@@ -302,3 +302,23 @@ def test_sample_is_seeded(diffusion):
     a, b, c = run(0), run(0), run(1)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
+
+
+def test_a_shared_timestep_is_embedded_once_with_the_same_output():
+
+    torch.manual_seed(0)
+    net = TabularDenoiser(n_num=3, num_classes=[4, 2], num_labels=2).eval()
+    x, labels = torch.randn(64, 9), torch.randint(0, 3, (64,))
+    shared = torch.full((64,), 417)
+    with torch.no_grad():
+        batch = net(x, shared, labels)
+        one_by_one = torch.cat(
+            [net(x[i : i + 1], shared[:1], labels[i : i + 1]) for i in range(64)]
+        )
+        mixed = net(x, torch.arange(64) * 15, labels)  # training: a timestep per row
+        rowwise = torch.cat(
+            [net(x[i : i + 1], torch.tensor([i * 15]), labels[i : i + 1]) for i in range(64)]
+        )
+    assert torch.allclose(batch, one_by_one, atol=1e-5)
+    assert torch.allclose(mixed, rowwise, atol=1e-5)
+    assert not torch.allclose(batch, mixed, atol=1e-3)  # the timestep matters

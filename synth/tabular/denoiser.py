@@ -44,6 +44,10 @@ class TabularDenoiser(ModelMixin, ConfigMixin):
     def forward(
         self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
+        if len(timesteps) > 1 and bool((timesteps == timesteps[0]).all()):
+            # sampling: one timestep for the whole batch, embedded once and broadcast (a
+            # fifth of the forward pass on CPU when embedded row by row)
+            timesteps = timesteps[:1]
         emb = self.time_embedding(self.time_proj(timesteps).to(x.dtype))
         if self.label_embedding is not None:
             if labels is None:  # unconditional: the "no label" token
