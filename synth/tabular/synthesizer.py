@@ -329,7 +329,9 @@ class TabularDiffusionSynthesizer:
             if not len(bad):
                 break
             # a round draws at most `size` rows: a poor model costs rounds, not memory
-            per_row = int(min(MAX_CANDIDATES, np.ceil(2.0 / kept_share), size // len(bad)))
+            # about one rule-keeping candidate per row expected: a row not served is drawn
+            # again next round, so more would mostly draw rows that are thrown away
+            per_row = int(min(MAX_CANDIDATES, round(1.0 / kept_share), size // len(bad)))
             per_row = max(per_row, 1)
             slots = np.repeat(bad, per_row)
             fresh = draw(len(slots), None if labels is None else labels[slots])
