@@ -315,6 +315,17 @@ def protection_html(protection: dict[str, Any] | None) -> str:
         )
     elif "grouped_values" in protection:
         lines.append("<p>No value was rare enough to group.</p>")
+    ids = protection.get("id_collision_chance")
+    if ids:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(name))}</td><td>{float(p):.2e}</td></tr>"
+            for name, p in ids.items()
+        )
+        lines.append(
+            "<p>Regenerated IDs keep the source's format; the chance that one equals a "
+            "training ID:</p>"
+            f"<table><tr><th>column</th><th>collision chance</th></tr>{rows}</table>"
+        )
     if protection.get("protected_classes") is not None:
         n = int(protection["protected_classes"])
         lines.append(f"<p>{n} class(es) with fewer than {k} training images: never sampled.</p>")

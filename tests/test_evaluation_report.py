@@ -87,6 +87,9 @@ def test_protection_section_counts_without_naming() -> None:
          "grouped_values": {"city": 3, "note": 1}, "clipped_bounds": 2}
     )  # fmt: skip
     assert "k = 5" in page and "<td>city</td><td>3</td>" in page and "_RARE_" in page
+    assert "collision chance" not in page
+    ids = protection_html({"rare_category_min_rows": 5, "id_collision_chance": {"tailnum": 3e-4}})
+    assert "<td>tailnum</td><td>3.00e-04</td>" in ids
     assert "No value" in protection_html({"rare_category_min_rows": 5, "grouped_values": {}})
     assert "Off" in protection_html({"rare_category_min_rows": 1, "grouped_values": {}})
     images = protection_html({"rare_category_min_rows": 5, "protected_classes": 2})
