@@ -502,6 +502,44 @@ def print_table(name: str, res: dict[str, Any]) -> None:
     console.print(tab)
 
 
+def markdown(results: dict[str, Any]) -> str:
+    """The results file's tables as Markdown, for BENCHMARKS.md (best quality in bold)."""
+    head = (
+        "| synthesizer | fit s | rows/s | peak RSS MiB | SDMetrics quality | shapes | pairs | "
+        "detection AUC | TSTR (TRTR) | DCR share | rule breaks (holdout) | gate | load avg |"
+    )
+    out = []
+    for name, res in results["tables"].items():
+        out += [
+            f"**{name}**: {res['source']}, target `{res['target']}`, {res['train_rows']:,} train "
+            f"/ {res['holdout_rows']:,} holdout rows, {res['columns']} columns",
+            "",
+            head,
+            "|---|" + "---:|" * 11 + "---|",
+        ]
+        ok = [r for r in res["runs"] if r.get("status") == "ok"]
+        best = max((r["sdmetrics_quality"]["score"] for r in ok), default=None)
+        for r in res["runs"]:
+            if r.get("status") != "ok":
+                out.append(f"| {r['name']} | {r.get('status')}: {r.get('error')} |" + " |" * 11)
+                continue
+            m, q = r["metrics"], r["sdmetrics_quality"]["score"]
+            peak = max(r["peak_rss_mib"], r.get("children_peak_rss_mib") or 0.0)
+            gate = "pass" if r["gate_passed"] else "fail: " + "; ".join(r["gate_failures"])
+            load = r.get("load_avg_before") or [None]
+            quality = f"**{q:.3f}**" if q == best else f"{q:.3f}"
+            out.append(
+                f"| {r['name']} | {r['fit_seconds']:.0f} | {r['rows_per_second']:,.0f} | "
+                f"{peak:,.0f} | {quality} | {_f(m.get('column_shapes'))} | "
+                f"{_f(m.get('pair_trends'))} | {_f(m.get('detection_auc'))} | "
+                f"{_f(m.get('tstr'))} ({_f(m.get('trtr'))}) | {_f(m.get('dcr_share'))} | "
+                f"{_f(m.get('rule_breaks'), '.1%')} ({_f(m.get('holdout_rule_breaks'), '.1%')}) "
+                f"| {gate} | {_f(load[0], '.1f')} |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 # ---- main -----------------------------------------------------------------------------------
 def _names(arg: str | None, allowed: tuple[str, ...], p: argparse.ArgumentParser) -> list[str]:
     if not arg:
@@ -531,12 +569,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-steps", type=int, default=None, help="ours: TrainingSpec.steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fresh", action="store_true", help="drop the results file's earlier runs")
+    p.add_argument("--markdown", action="store_true", help="print the results file as Markdown")
     args = p.parse_args(argv)
     tables = _names(args.tables, TABLES, p)
     names = _names(args.peers, PEERS, p)
     out_dir = (args.out or (QUICK_OUT if args.quick else WORK)).resolve()  # peers run in it
     results_path = out_dir / "results_tables.json" if args.quick else RESULTS
 
+    if args.markdown:
+        print(markdown(json.loads(results_path.read_text())))
+        return 0
     np.seterr(all="ignore")
     machine = machine_info() | {"load_avg_at_start": list(os.getloadavg())}
     log(f"machine: {machine['cpu_count']} CPUs, load average {machine['load_avg_at_start']}")
