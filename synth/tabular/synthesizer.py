@@ -495,6 +495,11 @@ class TabularDiffusionSynthesizer:
         obj.denoiser_ = TabularDenoiser.from_pretrained(
             directory / "denoiser", low_cpu_mem_usage=False
         ).eval()
+        for param in obj.denoiser_.parameters():
+            # fresh 64-byte-aligned copies, as trained weights are: a safetensors tensor may
+            # sit at any offset, and a one-row matmul (the shared timestep's embedding) rounds
+            # differently by alignment, so a loaded model would not draw the fitted one's rows
+            param.data = param.data.clone()
         obj.label_counts_ = state["label_counts"]
         resolved = state.get("training_resolved") or state["training"]
         obj.training_ = TrainingSpec.model_validate(resolved)
