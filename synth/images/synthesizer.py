@@ -26,7 +26,7 @@ from synth.checkpoint import (
     training_settings,
     write_state,
 )
-from synth.config import ImageModelSpec, PrivacySpec, TrainingSpec
+from synth.config import IMAGE_TRAINING_DEFAULTS, ImageModelSpec, PrivacySpec, TrainingSpec
 from synth.device import autocast, pick_device
 from synth.errors import InputDataError, NotFittedError
 from synth.hashing import json_sha256
@@ -43,6 +43,9 @@ CPU_SHARD_IMAGES = 256
 CUDA_SHARD_IMAGES = 4096
 
 
+IMAGE_STEPS = IMAGE_TRAINING_DEFAULTS["steps"]
+
+
 class ImageDiffusionSynthesizer:
     """The constructor only stores parameters; `fit` learns (scikit-learn's contract)."""
 
@@ -55,9 +58,9 @@ class ImageDiffusionSynthesizer:
         privacy: PrivacySpec | None = None,
     ):
         self.model = model or ImageModelSpec()
-        self.training = training or TrainingSpec(steps=800, batch_size=64, lr=1e-3)
+        self.training = training or TrainingSpec(steps=IMAGE_STEPS, batch_size=64, lr=1e-3)
         if self.training.steps is None:  # the table scaling does not apply to images
-            self.training = self.training.model_copy(update={"steps": 800})
+            self.training = self.training.model_copy(update={"steps": IMAGE_STEPS})
         self.seed = seed
         self.device = device
         self.privacy = privacy
