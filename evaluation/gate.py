@@ -99,18 +99,20 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+STEPS_KNOB = "training.steps"
 MEMORISED = (
-    "the model memorised training rows: train fewer steps (training.steps), or protect more "
+    f"the model memorised training rows: train fewer steps ({STEPS_KNOB}), or protect more "
     "rows (privacy.rare_category_min_rows)"
 )
+UNDER_TRAINED = f"the model is under-trained: raise {STEPS_KNOB}"
 REMEDIES: dict[str, str] = {
     "tstr_gap": (
         "the label does not follow the features closely enough: raise sampling.guidance_scale "
-        "(e.g. 2.0; no retraining), then training.steps"
+        f"(e.g. 2.0; no retraining), then {STEPS_KNOB}"
     ),
-    "column_shapes": "the model is under-trained: raise training.steps",
-    "pair_trends": "the model is under-trained: raise training.steps",
-    "detection_auc": "the model is under-trained: raise training.steps",
+    "column_shapes": UNDER_TRAINED,
+    "pair_trends": UNDER_TRAINED,
+    "detection_auc": UNDER_TRAINED,
     "rule_break_excess": (
         "synthetic rows break a rule of the real ones: list the rules with `synth schema`, and "
         "drop a rule that is wrong (rules.drop) or add a missing one (rules.add)"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
+from evaluation.gate import STEPS_KNOB
 from jobs.paths import JobPaths
 from jobs.reports import keep_failed_report
 
@@ -32,6 +33,6 @@ def gate_message(failures: list[str], report: dict[str, Any] | None = None) -> s
         return message
     hint = remedies[0]
     steps = (report or {}).get("extra", {}).get("training", {}).get("steps")
-    if steps and "training.steps" in hint:
+    if steps and STEPS_KNOB in hint:
         hint += f" (this run trained {steps:,} steps)"
     return f"{message}. Most likely to help: {hint}"
