@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from synth.data.parsing import epoch_ns, parse_numbers, to_datetimes, utc_offsets
 from synth.errors import InputDataError, SynthWarning, warn_once
@@ -55,6 +55,9 @@ class ColumnSpec(BaseModel):
     it would be one person's value. The model learns protected bounds from training rows."""
     max: float | None = None
     """An upper bound the user declared; see `min`."""
+    decimals: int | None = Field(None, ge=0)
+    """Decimal places a numeric column's synthetic values are rounded to, as the user declared
+    it (`source.columns`). None: learned from the training rows (`synth.data.precision`)."""
     categories: list[Scalar] | None = None
     constant_value: Scalar | None = None
     timezone: str | None = None
@@ -79,6 +82,8 @@ class ColumnOverride(BaseModel):
     integer: bool | None = None
     min: float | None = None
     max: float | None = None
+    decimals: int | None = Field(None, ge=0)
+    """Decimal places to round a numeric column's synthetic values to (default: learned)."""
 
 
 class TableSchema(BaseModel):
@@ -372,7 +377,7 @@ def _apply_override(spec: ColumnSpec, o: ColumnOverride, s: pd.Series) -> Column
             _epoch_ns(present)  # every value must parse
         elif kind == "constant":
             data["constant_value"] = _to_scalar(present.iloc[0])
-    for field in ("integer", "min", "max"):
+    for field in ("integer", "min", "max", "decimals"):
         value = getattr(o, field)
         if value is not None:
             data[field] = value

@@ -12,7 +12,9 @@ with `k = min_rows` (see `synth.config.PrivacySpec`), so the fitted state, which
 with the model, holds no single person's value:
 - a category held by fewer than `k` training rows is grouped into `rare_label` (text columns)
   or into a missing value (numeric and boolean columns): it is never emitted;
-- decoded numbers are clipped to the `k`-th smallest and largest training values;
+- decoded numbers are clipped to the `k`-th smallest and largest training values, and
+  rounded to the decimals the column is written with (`synth.data.precision`: a precision
+  that fewer than `k` rows need is not kept);
 - each quantile knot is the mean of a block of at least `k` sorted training values, and the
   fill value of a missing number is the mean of the middle `k` values;
 - a text ID column keeps only the pattern of its IDs (`synth.data.id_format`), never an ID.
@@ -33,6 +35,7 @@ from sklearn.preprocessing import QuantileTransformer
 from synth.data.categories import MISSING, category_key, category_keys
 from synth.data.id_format import IdFormat, fit_id_format
 from synth.data.parsing import epoch_ns, locate, parse_numbers
+from synth.data.precision import protected_decimals
 from synth.data.rare import common_categories, kth_bounds, numeric_like
 from synth.data.schema import ColumnSpec, Scalar, TableSchema
 from synth.errors import BadValueError, InputDataError, NotFittedError
@@ -138,6 +141,7 @@ class TableEncoder:
         ]
         self.bounds_: dict[str, tuple[float, float]] = {}
         self.fill_values_: dict[str, float] = {}
+        self.decimals_: dict[str, int | None] = {}
         nums = []
         for name in self.num_columns_:
             present = np.sort(values[name][~np.isnan(values[name])])
@@ -147,7 +151,13 @@ class TableEncoder:
                     f"rare-value protection (k={k}) needs at least {2 * k}: fill it, or make "
                     "it categorical"
                 )
-            self.bounds_[name] = kth_bounds(present, self.schema.column(name), k)
+            spec = self.schema.column(name)
+            self.bounds_[name] = kth_bounds(present, spec, k)
+            if spec.kind == "numeric" and not spec.integer:
+                declared = spec.decimals
+                self.decimals_[name] = (
+                    declared if declared is not None else protected_decimals(present, k)
+                )
             self.fill_values_[name] = float(_middle(present, k).mean())
             nums.append(np.where(np.isnan(values[name]), self.fill_values_[name], values[name]))
         self.quantile_: QuantileTransformer | None = None
@@ -254,6 +264,8 @@ class TableEncoder:
                 col = np.clip(x[:, j], *self.bounds_[name])
                 if spec.integer or spec.kind == "datetime":
                     col = np.round(col)
+                elif self.decimals_.get(name) is not None:  # as the source writes them
+                    col = np.round(col, self.decimals_[name])
                 if name in self.null_indicator_columns_:
                     k = (
                         len(self.cat_columns_)
@@ -296,6 +308,7 @@ class TableEncoder:
             "id_formats": {name: f.to_dict() for name, f in self.id_formats_.items()},
             "target_classes": self.target_classes_,
             "fill_values": self.fill_values_,
+            "decimals": self.decimals_,
             "quantiles": None if q is None else q.quantiles_.tolist(),
             "references": None if q is None else q.references_.tolist(),
         }
@@ -319,6 +332,7 @@ class TableEncoder:
         enc.id_formats_ = {n: IdFormat.from_dict(f) for n, f in state["id_formats"].items()}
         enc.target_classes_ = state["target_classes"]
         enc.fill_values_ = state["fill_values"]
+        enc.decimals_ = state.get("decimals", {})  # models saved before: unrounded
         enc.quantile_ = None
         if state["quantiles"] is not None:
             q = QuantileTransformer(output_distribution="normal")
