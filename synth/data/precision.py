@@ -7,6 +7,9 @@ the values real rows can take, and a classifier tells them apart by that alone: 
 0.769. The precision is a property of the column, but one row written with more decimals
 than the rest would set it, so rows that need more decimals count only when at least `k` do
 (the rare-value threshold): fewer are rounded like the rest.
+
+Datetimes have the same trait in time units: `nycflights13::flights`' `time_hour` holds whole
+hours, and a model's continuous nanoseconds do not.
 """
 
 from __future__ import annotations
@@ -32,4 +35,24 @@ def protected_decimals(values: np.ndarray, k: int, max_decimals: int = MAX_DECIM
         )
         if int(off.sum()) < k:
             return decimals
+    return None
+
+
+TIME_UNITS = {"D": 86_400 * 10**9, "h": 3_600 * 10**9, "m": 60 * 10**9, "s": 10**9}
+"""Units a datetime column may be written in, coarsest first, in nanoseconds. Finer ones are
+not tried: float64 nanoseconds near today are only exact to about 256 ns."""
+_TIME_TOLERANCE_NS = 10_000  # float64 rounding of epoch nanoseconds, far below a second
+
+
+def protected_time_unit(epoch_ns: np.ndarray, k: int) -> str | None:
+    """The coarsest of `TIME_UNITS` that all but fewer than `k` of the finite epoch-nanosecond
+    values are whole multiples of (UTC: a day means midnight UTC); None when none is."""
+    v = np.asarray(epoch_ns, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    for unit, ns in TIME_UNITS.items():
+        off = np.abs(v - np.round(v / ns) * ns) > _TIME_TOLERANCE_NS
+        if int(off.sum()) < k:
+            return unit
     return None

@@ -13,8 +13,8 @@ with the model, holds no single person's value:
 - a category held by fewer than `k` training rows is grouped into `rare_label` (text columns)
   or into a missing value (numeric and boolean columns): it is never emitted;
 - decoded numbers are clipped to the `k`-th smallest and largest training values, and
-  rounded to the decimals the column is written with (`synth.data.precision`: a precision
-  that fewer than `k` rows need is not kept);
+  rounded to the decimals (datetimes: the day, hour, minute or second) the column is written
+  with (`synth.data.precision`: a precision that fewer than `k` rows need is not kept);
 - each quantile knot is the mean of a block of at least `k` sorted training values, and the
   fill value of a missing number is the mean of the middle `k` values;
 - a text ID column keeps only the pattern of its IDs (`synth.data.id_format`), never an ID.
@@ -35,7 +35,7 @@ from sklearn.preprocessing import QuantileTransformer
 from synth.data.categories import MISSING, category_key, category_keys
 from synth.data.id_format import IdFormat, fit_id_format
 from synth.data.parsing import epoch_ns, locate, parse_numbers
-from synth.data.precision import protected_decimals
+from synth.data.precision import TIME_UNITS, protected_decimals, protected_time_unit
 from synth.data.rare import common_categories, kth_bounds, numeric_like
 from synth.data.schema import ColumnSpec, Scalar, TableSchema
 from synth.errors import BadValueError, InputDataError, NotFittedError
@@ -142,6 +142,7 @@ class TableEncoder:
         self.bounds_: dict[str, tuple[float, float]] = {}
         self.fill_values_: dict[str, float] = {}
         self.decimals_: dict[str, int | None] = {}
+        self.time_units_: dict[str, str | None] = {}
         nums = []
         for name in self.num_columns_:
             present = np.sort(values[name][~np.isnan(values[name])])
@@ -158,6 +159,8 @@ class TableEncoder:
                 self.decimals_[name] = (
                     declared if declared is not None else protected_decimals(present, k)
                 )
+            elif spec.kind == "datetime":
+                self.time_units_[name] = protected_time_unit(present, k)
             self.fill_values_[name] = float(_middle(present, k).mean())
             nums.append(np.where(np.isnan(values[name]), self.fill_values_[name], values[name]))
         self.quantile_: QuantileTransformer | None = None
@@ -274,7 +277,7 @@ class TableEncoder:
                     )
                     col = np.where(enc.x_cat[:, k] == 1, np.nan, col)
                 if spec.kind == "datetime":
-                    out[name] = pd.to_datetime(pd.Series(col), unit="ns")
+                    out[name] = self._datetimes(col, self.time_units_.get(name))
                 else:
                     out[name] = col
         split_columns = self.split_columns
@@ -288,6 +291,16 @@ class TableEncoder:
             out[self.schema.target] = _decode(enc.y, self.target_classes_)
         ordered = [c.name for c in self.schema.modelled if c.name in out]
         return columns_to_frame({name: out[name] for name in ordered})
+
+    @staticmethod
+    def _datetimes(epoch_ns: np.ndarray, unit: str | None) -> pd.Series:
+        """Decoded nanoseconds (NaN: missing) as datetimes, in whole `unit`s when the column
+        is written in one. Counted in the unit, so whole hours stay whole: float64
+        nanoseconds near today are only exact to about 256 ns."""
+        if unit is None:
+            return pd.to_datetime(pd.Series(epoch_ns), unit="ns")
+        ticks = np.round(epoch_ns / TIME_UNITS[unit])
+        return pd.to_datetime(pd.Series(ticks), unit=unit)
 
     # ---- persistence without pickle -----------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -309,6 +322,7 @@ class TableEncoder:
             "target_classes": self.target_classes_,
             "fill_values": self.fill_values_,
             "decimals": self.decimals_,
+            "time_units": self.time_units_,
             "quantiles": None if q is None else q.quantiles_.tolist(),
             "references": None if q is None else q.references_.tolist(),
         }
@@ -333,6 +347,7 @@ class TableEncoder:
         enc.target_classes_ = state["target_classes"]
         enc.fill_values_ = state["fill_values"]
         enc.decimals_ = state.get("decimals", {})  # models saved before: unrounded
+        enc.time_units_ = state.get("time_units", {})
         enc.quantile_ = None
         if state["quantiles"] is not None:
             q = QuantileTransformer(output_distribution="normal")
