@@ -90,6 +90,10 @@ class ModelSpec(_Strict):
     conditional: bool = True
     """Condition on a categorical target (classifier-free guidance) when there is one."""
     cond_drop_prob: float = Field(0.1, ge=0.0, lt=1.0)
+    categorical_loss: Literal["cross_entropy", "kl"] = "cross_entropy"
+    """How categorical columns learn to denoise (`synth.tabular.diffusion`): cross-entropy on
+    the clean category with the exact reverse mixture, or TabDDPM's posterior KL, which kept
+    much less of how columns go together. A model saved without this field used "kl"."""
 
 
 class ImageModelSpec(_Strict):

@@ -203,9 +203,12 @@ def _oracle(d: GaussianMultinomialDiffusion, x_num0: torch.Tensor, x_cat0: torch
     return model
 
 
+@pytest.mark.parametrize("categorical_loss", ["cross_entropy", "kl"])
 @pytest.mark.parametrize("prediction_type", ["v_prediction", "epsilon"])
-def test_p_losses_is_near_zero_for_a_perfect_denoiser(prediction_type):
-    d = GaussianMultinomialDiffusion(4, NUM_CLASSES, make_scheduler(prediction_type))
+def test_p_losses_is_near_zero_for_a_perfect_denoiser(prediction_type, categorical_loss):
+    d = GaussianMultinomialDiffusion(
+        4, NUM_CLASSES, make_scheduler(prediction_type), categorical_loss
+    )
     gen = torch.Generator().manual_seed(8)
     n = 512
     x_num, x_cat = torch.randn((n, 4), generator=gen), random_codes(n, gen)
@@ -269,6 +272,60 @@ def test_make_solver_shares_the_training_schedule(name, cls, schedule, predictio
     solver.set_timesteps(10)
     assert int(solver.timesteps[0]) == T - 1  # trailing spacing starts from pure noise
     assert len(solver.timesteps) == 10
+
+
+@pytest.mark.parametrize(("t", "s"), [(999, 899), (500, 400), (100, 0), (50, -1)])
+def test_mixture_weights_give_the_exact_reverse_mixture(diffusion, t, s):
+    """Fed to the product form, the weights give sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k),
+    from explicit transition matrices; p(x_0 | x_t) itself, fed as is, does not."""
+    abar = np.append(diffusion.alphas_cumprod.numpy(), 1.0)  # abar[-1]: the clean data
+    gen = torch.Generator().manual_seed(t)
+    p0, x_t = random_probs(1, gen, diffusion), random_codes(1, gen)
+    tt, ss = torch.tensor([t]), torch.tensor([s])
+    mixed = diffusion.q_posterior_cat(x_t, diffusion.mixture_weights(p0, x_t, tt), tt, ss)[0]
+    naive = diffusion.q_posterior_cat(x_t, p0, tt, ss)[0]
+    for f, k in enumerate(NUM_CLASSES):
+        expected = np.zeros(k)
+        like = transition(abar[t] / abar[s], k)[:, x_t[0, f]]  # q(x_t | x_s), over x_s
+        for x0 in range(k):
+            prior_s = transition(abar[s], k)[x0]  # q(x_s | x_0 = x0)
+            expected += float(p0[0, f, x0]) * prior_s * like / (prior_s * like).sum()
+        np.testing.assert_allclose(mixed[f, :k].numpy(), expected, rtol=1e-4, atol=1e-6)
+        if 0.1 < abar[t] < 0.9:  # between data and pure noise the two differ
+            assert np.abs(naive[f, :k].numpy() - expected).max() > 1e-3
+
+
+def _joint_oracle(joint: np.ndarray):
+    """The exact denoiser of two categorical columns drawn from `joint` [K0, K1]: per column,
+    p(x_0 | x_t) = the marginal of p(x_0 pair) * prod_f q(x_t^f | x_0^f), as logits."""
+    k0, k1 = joint.shape
+    table = torch.tensor(joint, dtype=torch.float64)
+    d = GaussianMultinomialDiffusion(0, [k0, k1], make_scheduler())
+
+    def model(inp: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        abar = d.alphas_cumprod[t].reshape(-1, 1)
+        lik0 = abar * inp[:, :k0].double() + (1 - abar) / k0  # q(x_t^0 | x_0^0 = i)
+        lik1 = abar * inp[:, k0:].double() + (1 - abar) / k1
+        post = table * lik0[:, :, None] * lik1[:, None, :]
+        post = post / post.sum((1, 2), keepdim=True)
+        return torch.cat([post.sum(2), post.sum(1)], dim=1).clamp(min=1e-30).log().float()
+
+    return d, model
+
+
+def test_an_exact_denoiser_samples_the_joint_of_two_rare_flags():
+    """Two flags held together by 6% of rows, each alone by 2%: a denoiser that knows each
+    column's p(x_0 | x_t) samples the pair's joint back, not each flag on its own."""
+    joint = np.array([[0.90, 0.02], [0.02, 0.06]])
+    d, oracle = _joint_oracle(joint)
+    n = 40_000
+    _, codes = d.sample(
+        oracle, n, make_solver("ddpm", d.noise_scheduler), 100, "cpu",
+        torch.Generator().manual_seed(11),
+    )  # fmt: skip
+    drawn = np.zeros((2, 2))
+    np.add.at(drawn, (codes[:, 0].numpy(), codes[:, 1].numpy()), 1 / n)
+    np.testing.assert_allclose(drawn, joint, atol=0.01)
 
 
 def test_make_solver_unknown_name():

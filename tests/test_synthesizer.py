@@ -285,6 +285,24 @@ def test_load_samples_identically(churn_synth, tmp_path):
         )
 
 
+def test_a_model_saved_before_the_cross_entropy_loss_samples_as_it_was_trained(
+    churn_synth, tmp_path
+):
+    """Its JSON has no `categorical_loss`: it was trained with the posterior KL, so its reverse
+    steps must be the KL's product form, not the cross-entropy's mixture."""
+    assert churn_synth.model.categorical_loss == "cross_entropy"
+    churn_synth.save(tmp_path / "m")
+    path = tmp_path / "m" / "synthesizer.json"
+    state = json.loads(path.read_text())
+    del state["model"]["categorical_loss"]
+    path.write_text(json.dumps(state))
+    old = TabularDiffusionSynthesizer.load(tmp_path / "m", device="cpu")
+    assert old.model.categorical_loss == "kl"
+    as_kl = old.sample(300, seed=5)
+    old.model = churn_synth.model  # the same weights, sampled as a cross-entropy model
+    assert not as_kl.equals(old.sample(300, seed=5))
+
+
 def test_denoiser_loads_standalone(churn_synth, tmp_path):
     churn_synth.save(tmp_path / "model")
     model = TabularDenoiser.from_pretrained(tmp_path / "model" / "denoiser").eval()

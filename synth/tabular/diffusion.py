@@ -12,8 +12,20 @@ Categorical features follow multinomial diffusion
     q(x_s | x_t, x_0)   ∝ [a_{t|s} x_t + (1 - a_{t|s}) / K] * [abar_s x_0 + (1 - abar_s) / K]
 
 with a_{t|s} = abar_t / abar_s, which lets the sampler jump from any t to any s < t. The
-denoiser predicts x_0 logits; its loss is KL(q(x_{t-1}|x_t,x_0) || q(x_{t-1}|x_t,x̂_0)),
-and -log p(x_0|x_1) at t = 0.
+denoiser predicts x_0 logits, trained in one of two ways (`categorical_loss`):
+
+* "cross_entropy" (the default): -log p(x_0 | x_t) at every t, so the denoiser estimates the
+  true posterior over the clean category. The reverse step is then the exact mixture
+  p(x_s | x_t) = sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k); each term is the product above
+  divided by its normaliser q(x_t | x_0 = k) = abar_t [x_t = k] + (1 - abar_t) / K, so the
+  mixture is the product form fed with p(x_0 = k | x_t) / q(x_t | x_0 = k), renormalised.
+* "kl" (TabDDPM's): KL(q(x_{t-1}|x_t,x_0) || q(x_{t-1}|x_t,x̂_0)), and -log p(x_0|x_1) at
+  t = 0; the reverse step feeds x̂_0 to the product form as is. The KL's signal is weak: at
+  most t the one-step posterior barely depends on x_0. On the fertility table the denoiser
+  learnt little beyond each column's marginal (two flags held together by 2.9% of rows came
+  out together in 0.8%), kept x_t's noise (a 7.5% level came out 9.6%), and the demo's
+  detection AUC was 0.86 against 0.62 with cross-entropy. Kept to sample models saved before
+  cross-entropy became the default, as they were trained.
 
 Categorical features of different sizes are held in a padded [batch, features, K_max] layout
 so every operation is one vectorised call.
@@ -34,8 +46,20 @@ Denoise = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 SOLVERS = {"ddim": DDIMScheduler, "dpmsolver": DPMSolverMultistepScheduler, "ddpm": DDPMScheduler}
 
 
+CATEGORICAL_LOSSES = ("cross_entropy", "kl")
+
+
 class GaussianMultinomialDiffusion:
-    def __init__(self, n_num: int, num_classes: list[int], noise_scheduler: DDPMScheduler):
+    def __init__(
+        self,
+        n_num: int,
+        num_classes: list[int],
+        noise_scheduler: DDPMScheduler,
+        categorical_loss: str = "cross_entropy",
+    ):
+        if categorical_loss not in CATEGORICAL_LOSSES:
+            raise ValueError(f"categorical_loss must be one of {CATEGORICAL_LOSSES}")
+        self.categorical_loss = categorical_loss
         self.n_num = n_num
         self.num_classes = list(num_classes)
         self.noise_scheduler = noise_scheduler
@@ -112,6 +136,13 @@ class GaussianMultinomialDiffusion:
         probs = from_t * self.q_probs_cat(x0_probs, abar_s)
         return probs / probs.sum(-1, keepdim=True)
 
+    def mixture_weights(self, p0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """p(x_0 = k | x_t) / q(x_t | x_0 = k), renormalised: fed to `q_posterior_cat`, it
+        gives the exact mixture sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k)."""
+        abar_t = self._abar(t)
+        weights = p0 / (abar_t * self.one_hot(x_t) + (1.0 - abar_t) / self.k)
+        return weights / weights.sum(-1, keepdim=True)
+
     def sample_categories(self, probs: torch.Tensor, generator=None) -> torch.Tensor:
         """Draw from padded probabilities [b, F, K_max] -> codes [b, F], by inverse CDF: one
         uniform per (row, feature) against the cumulative probabilities, pads masked out.
@@ -144,11 +175,13 @@ class GaussianMultinomialDiffusion:
             return loss_num, torch.zeros((), device=device)
         log_p0 = self.log_probs(out[:, self.n_num :])
         x0_onehot = self.one_hot(x_cat)
+        nll = -(x0_onehot * log_p0.masked_fill(~self.mask, 0.0)).sum(-1).mean(-1)
+        if self.categorical_loss == "cross_entropy":
+            return loss_num, nll.mean()
         true_post = self.q_posterior_cat(x_cat_t, x0_onehot, t, t - 1)
         pred_post = self.q_posterior_cat(x_cat_t, log_p0.exp(), t, t - 1)
         kl = true_post * (true_post.clamp(min=1e-30).log() - pred_post.clamp(min=1e-30).log())
         kl = kl.sum(-1).mean(-1)
-        nll = -(x0_onehot * log_p0.masked_fill(~self.mask, 0.0)).sum(-1).mean(-1)
         loss_cat = torch.where(t == 0, nll, kl).mean()
         return loss_num, loss_cat
 
@@ -181,6 +214,8 @@ class GaussianMultinomialDiffusion:
                     x_cat = self.sample_categories(p0, generator)
                 else:
                     s_batch = torch.full_like(t_batch, s)
+                    if self.categorical_loss == "cross_entropy":
+                        p0 = self.mixture_weights(p0, x_cat, t_batch)
                     post = self.q_posterior_cat(x_cat, p0, t_batch, s_batch)
                     x_cat = self.sample_categories(post, generator)
         return x_num, x_cat

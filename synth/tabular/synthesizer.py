@@ -176,7 +176,10 @@ class TabularDiffusionSynthesizer:
         device = accelerator.device
         model = self.denoiser_.to(device).train()
         diffusion = GaussianMultinomialDiffusion(
-            enc.x_num.shape[1], self.encoder_.num_classes, self.noise_scheduler_
+            enc.x_num.shape[1],
+            self.encoder_.num_classes,
+            self.noise_scheduler_,
+            self.model.categorical_loss,
         ).to(device)
         self.noise_scheduler_.alphas_cumprod = self.noise_scheduler_.alphas_cumprod.to(device)
         x_num = torch.as_tensor(enc.x_num, device=device)
@@ -365,7 +368,10 @@ class TabularDiffusionSynthesizer:
         device = generator.device
         model = self.denoiser_.to(device).eval()
         diffusion = GaussianMultinomialDiffusion(
-            self.encoder_.n_num, self.encoder_.num_classes, self.noise_scheduler_
+            self.encoder_.n_num,
+            self.encoder_.num_classes,
+            self.noise_scheduler_,
+            self.model.categorical_loss,
         ).to(device)
         y = None if labels is None else torch.as_tensor(labels, device=device)
 
@@ -481,7 +487,8 @@ class TabularDiffusionSynthesizer:
         schema = TableSchema.model_validate(state["schema"])
         obj = cls(
             schema,
-            ModelSpec.model_validate(state["model"]),
+            # saved before the cross-entropy loss: trained, so sampled, with the KL
+            ModelSpec.model_validate({"categorical_loss": "kl", **state["model"]}),
             TrainingSpec.model_validate(state["training"]),
             seed=state["seed"],
             device=device,
