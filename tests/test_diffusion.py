@@ -225,6 +225,17 @@ def test_p_losses_is_near_zero_for_a_perfect_denoiser(prediction_type, categoric
     assert blind_cat.item() > 1e-4 and blind_cat.item() > 50 * loss_cat.item()
 
 
+def test_cross_entropy_on_the_flat_layout_is_the_padded_one(diffusion):
+    """The training loss's segment log-sum-exp equals -log p(x_0) from `log_probs`."""
+    gen = torch.Generator().manual_seed(12)
+    logits = 5 * torch.randn((64, sum(NUM_CLASSES)), generator=gen)
+    codes = random_codes(64, gen)
+    padded = -(diffusion.one_hot(codes) * diffusion.log_probs(logits).masked_fill(
+        ~diffusion.mask, 0.0
+    )).sum(-1).mean(-1)  # fmt: skip
+    torch.testing.assert_close(diffusion.cross_entropy(logits, codes), padded)
+
+
 def test_p_losses_gradients_flow():
     d = GaussianMultinomialDiffusion(4, NUM_CLASSES, make_scheduler())
     model = TabularDenoiser(4, NUM_CLASSES, num_labels=3, hidden_dims=[32, 32])
