@@ -41,9 +41,12 @@ def api_get(url: str):
     return _call(url, timeout=5)
 
 
-def api_post(url: str, body: dict):
+def api_post(url: str, body: dict, method: str = "POST"):
     req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+        method=method,
     )
     return _call(req, timeout=10)
 

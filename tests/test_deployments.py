@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -219,20 +218,11 @@ def platform(deployed, tmp_path_factory):
         )
     )
     deployment = _deployment(api, "requests")
-    req = urllib.request.Request(
+    api_post(  # retried while the server is busy with the previous test's flow run (503)
         f"{api}/deployments/{deployment['id']}",
-        data=json.dumps({"job_variables": {"env": {"SYNTH_REQUEST_POLICY": str(policy)}}}).encode(),
-        headers={"Content-Type": "application/json"},
+        {"job_variables": {"env": {"SYNTH_REQUEST_POLICY": str(policy)}}},
         method="PATCH",
     )
-    for attempt in range(5):  # a server busy with the previous test's flow run answers 503
-        try:
-            urllib.request.urlopen(req, timeout=10).close()
-            break
-        except urllib.error.HTTPError as e:
-            if e.code != 503 or attempt == 4:
-                raise
-            time.sleep(3)
     return root
 
 
