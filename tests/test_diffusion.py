@@ -286,14 +286,14 @@ def test_make_solver_shares_the_training_schedule(name, cls, schedule, predictio
 
 
 @pytest.mark.parametrize(("t", "s"), [(999, 899), (500, 400), (100, 0), (50, -1)])
-def test_mixture_weights_give_the_exact_reverse_mixture(diffusion, t, s):
-    """Fed to the product form, the weights give sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k),
+def test_the_posterior_given_p_x0_is_the_exact_reverse_mixture(diffusion, t, s):
+    """With `mixture`, the posterior is sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k),
     from explicit transition matrices; p(x_0 | x_t) itself, fed as is, does not."""
     abar = np.append(diffusion.alphas_cumprod.numpy(), 1.0)  # abar[-1]: the clean data
     gen = torch.Generator().manual_seed(t)
     p0, x_t = random_probs(1, gen, diffusion), random_codes(1, gen)
     tt, ss = torch.tensor([t]), torch.tensor([s])
-    mixed = diffusion.q_posterior_cat(x_t, diffusion.mixture_weights(p0, x_t, tt), tt, ss)[0]
+    mixed = diffusion.q_posterior_cat(x_t, p0, tt, ss, mixture=True)[0]
     naive = diffusion.q_posterior_cat(x_t, p0, tt, ss)[0]
     for f, k in enumerate(NUM_CLASSES):
         expected = np.zeros(k)

@@ -18,7 +18,8 @@ denoiser predicts x_0 logits, trained in one of two ways (`categorical_loss`):
   true posterior over the clean category. The reverse step is then the exact mixture
   p(x_s | x_t) = sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k); each term is the product above
   divided by its normaliser q(x_t | x_0 = k) = abar_t [x_t = k] + (1 - abar_t) / K, so the
-  mixture is the product form fed with p(x_0 = k | x_t) / q(x_t | x_0 = k), renormalised.
+  mixture is the product form fed with p(x_0 = k | x_t) / q(x_t | x_0 = k), renormalised
+  (`q_posterior_cat(..., mixture=True)`).
 * "kl" (TabDDPM's): KL(q(x_{t-1}|x_t,x_0) || q(x_{t-1}|x_t,x̂_0)), and -log p(x_0|x_1) at
   t = 0; the reverse step feeds x̂_0 to the product form as is. The KL's signal is weak: at
   most t the one-step posterior barely depends on x_0. On the fertility table the denoiser
@@ -133,21 +134,26 @@ class GaussianMultinomialDiffusion:
         return self.sample_categories(self.q_probs_cat(self.one_hot(x0), self._abar(t)), generator)
 
     def q_posterior_cat(
-        self, x_t: torch.Tensor, x0_probs: torch.Tensor, t: torch.Tensor, s: torch.Tensor
+        self,
+        x_t: torch.Tensor,
+        x0_probs: torch.Tensor,
+        t: torch.Tensor,
+        s: torch.Tensor,
+        mixture: bool = False,
     ) -> torch.Tensor:
-        """q(x_s | x_t, x_0) for s < t, with x_0 given as probabilities (one-hot or predicted)."""
+        """q(x_s | x_t, x_0) for s < t, with x_0 given as probabilities (one-hot or predicted).
+        With `mixture`, x0_probs is p(x_0 | x_t) and the result is the exact mixture
+        sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k): the product form fed with
+        p(x_0 = k | x_t) / q(x_t | x_0 = k), renormalised."""
         abar_t, abar_s = self._abar(t), self._abar(s)
+        x_t_onehot = self.one_hot(x_t)
+        if mixture:
+            x0_probs = x0_probs / (abar_t * x_t_onehot + (1.0 - abar_t) / self.k)
+            x0_probs = x0_probs / x0_probs.sum(-1, keepdim=True)
         a_ts = abar_t / abar_s
-        from_t = a_ts * self.one_hot(x_t) + (1.0 - a_ts) / self.k * self.mask
+        from_t = a_ts * x_t_onehot + (1.0 - a_ts) / self.k * self.mask
         probs = from_t * self.q_probs_cat(x0_probs, abar_s)
         return probs / probs.sum(-1, keepdim=True)
-
-    def mixture_weights(self, p0: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """p(x_0 = k | x_t) / q(x_t | x_0 = k), renormalised: fed to `q_posterior_cat`, it
-        gives the exact mixture sum_k p(x_0 = k | x_t) q(x_s | x_t, x_0 = k)."""
-        abar_t = self._abar(t)
-        weights = p0 / (abar_t * self.one_hot(x_t) + (1.0 - abar_t) / self.k)
-        return weights / weights.sum(-1, keepdim=True)
 
     def sample_categories(self, probs: torch.Tensor, generator=None) -> torch.Tensor:
         """Draw from padded probabilities [b, F, K_max] -> codes [b, F], by inverse CDF: one
@@ -181,9 +187,9 @@ class GaussianMultinomialDiffusion:
             return loss_num, torch.zeros((), device=device)
         if self.categorical_loss == "cross_entropy":
             return loss_num, self.cross_entropy(out[:, self.n_num :], x_cat).mean()
+        nll = self.cross_entropy(out[:, self.n_num :], x_cat)
         log_p0 = self.log_probs(out[:, self.n_num :])
         x0_onehot = self.one_hot(x_cat)
-        nll = -(x0_onehot * log_p0.masked_fill(~self.mask, 0.0)).sum(-1).mean(-1)
         true_post = self.q_posterior_cat(x_cat_t, x0_onehot, t, t - 1)
         pred_post = self.q_posterior_cat(x_cat_t, log_p0.exp(), t, t - 1)
         kl = true_post * (true_post.clamp(min=1e-30).log() - pred_post.clamp(min=1e-30).log())
@@ -235,9 +241,8 @@ class GaussianMultinomialDiffusion:
                     x_cat = self.sample_categories(p0, generator)
                 else:
                     s_batch = torch.full_like(t_batch, s)
-                    if self.categorical_loss == "cross_entropy":
-                        p0 = self.mixture_weights(p0, x_cat, t_batch)
-                    post = self.q_posterior_cat(x_cat, p0, t_batch, s_batch)
+                    exact = self.categorical_loss == "cross_entropy"
+                    post = self.q_posterior_cat(x_cat, p0, t_batch, s_batch, mixture=exact)
                     x_cat = self.sample_categories(post, generator)
         return x_num, x_cat
 
