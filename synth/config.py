@@ -198,6 +198,10 @@ class RulesSpec(_Strict):
     drop: list[RuleFilter] = Field(default_factory=list)
     """Discovered rules to forget; every field given must match, e.g. {if_column: a,
     then_column: b} drops each value pair from a to b."""
+    offsets: bool = True
+    """Keep an ordering `lower <= upper` whose ties are a pattern (equal on at least as many
+    rows as a premise needs) by construction: the model learns `upper - lower`, which is never
+    negative and is exactly 0 as often as in the training rows (`synth.tabular.offsets`)."""
     enforce: bool = True
     """Draw again the synthetic rows that break a rule (rejection sampling)."""
     repair: bool = True

@@ -2,6 +2,9 @@
 
 - numeric and datetime columns -> quantile-normalised floats (TabDDPM); missing values get a
   binary indicator that is diffused as a categorical, so missingness is modelled, not imputed;
+- the upper column of an ordering `lower <= upper` that ties often is diffused as its offset
+  `upper - lower` and decoded as `lower + offset` (`synth.tabular.offsets`): the ordering and
+  its ties are kept by construction;
 - categorical columns -> integer codes (missing is its own code); a column of more than
   `split_codes.SPLIT_ABOVE` levels -> two codes of about sqrt(levels) classes each, from its
   levels ranked by training frequency (see `synth.tabular.split_codes`);
@@ -40,6 +43,7 @@ from synth.data.rare import common_categories, kth_bounds, numeric_like
 from synth.data.schema import ColumnSpec, Scalar, TableSchema
 from synth.errors import BadValueError, InputDataError, NotFittedError
 from synth.tabular import split_codes
+from synth.tabular.offsets import decode_order
 
 # QuantileTransformer clips its normal output to +-ppf(1 - 1e-7); the column's min and max land
 # there. Stored as float32, that z rounds toward zero, which decoded the min and max slightly
@@ -74,12 +78,14 @@ class TableEncoder:
         seed: int = 0,
         min_rows: int = 5,
         rare_label: str = "_RARE_",
+        offsets: dict[str, str] | None = None,
     ):
         self.schema = schema
         self.condition_on_target = condition_on_target
         self.seed = seed
         self.min_rows = min_rows
         self.rare_label = rare_label
+        self.offsets = offsets
 
     # ---- layout -------------------------------------------------------------------------
     @property
@@ -136,8 +142,17 @@ class TableEncoder:
                     self.id_formats_[spec.name] = found
 
         values = {n: _as_float(self.schema.column(n), df[n]) for n in self.num_columns_}
+        self.offsets_: dict[str, str] = {
+            up: lo
+            for up, lo in (self.offsets or {}).items()
+            if up in values
+            and lo in values
+            and self.schema.column(up).kind == self.schema.column(lo).kind
+            and not np.any(np.isnan(values[lo]) & ~np.isnan(values[up]))
+        }
+        features = self._features(values)
         self.null_indicator_columns_: list[str] = [
-            n for n in self.num_columns_ if np.isnan(values[n]).any()
+            n for n in self.num_columns_ if np.isnan(features[n]).any()
         ]
         self.bounds_: dict[str, tuple[float, float]] = {}
         self.fill_values_: dict[str, float] = {}
@@ -161,12 +176,21 @@ class TableEncoder:
                 )
             elif spec.kind == "datetime":
                 self.time_units_[name] = protected_time_unit(present, k)
+            feature = features[name]
+            if name in self.offsets_:  # the fill is an offset's: the median of the offsets
+                present = np.sort(feature[~np.isnan(feature)])
             self.fill_values_[name] = float(_middle(present, k).mean())
-            nums.append(np.where(np.isnan(values[name]), self.fill_values_[name], values[name]))
+            nums.append(np.where(np.isnan(feature), self.fill_values_[name], feature))
         self.quantile_: QuantileTransformer | None = None
         if nums:
             self.quantile_ = _block_quantiles(np.stack(nums, axis=1), k)
         return self
+
+    def _features(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The numbers the diffusion sees, before quantiles: each column's value, or its
+        offset from its lower column (NaN where either is missing)."""
+        offsets = getattr(self, "offsets_", {})
+        return {n: v - values[offsets[n]] if n in offsets else v for n, v in values.items()}
 
     @property
     def split_columns(self) -> list[str]:
@@ -231,9 +255,10 @@ class TableEncoder:
         self._check_fitted()
         n = len(df)
         if self.num_columns_:
-            raw = np.stack(
-                [_as_float(self.schema.column(c), df[c]) for c in self.num_columns_], axis=1
+            features = self._features(
+                {c: _as_float(self.schema.column(c), df[c]) for c in self.num_columns_}
             )
+            raw = np.stack([features[c] for c in self.num_columns_], axis=1)
             nulls = np.isnan(raw)
             fills = np.array([self.fill_values_[c] for c in self.num_columns_])
             x_num = self.quantile_.transform(np.where(nulls, fills, raw)).astype(np.float32)
@@ -262,13 +287,27 @@ class TableEncoder:
             z = np.asarray(enc.x_num, dtype=np.float64)
             z = np.where(np.abs(z) >= _Z_EDGE, np.sign(z) * (_Z_EDGE + 1.0), z)
             x = _inverse_quantiles(self.quantile_, z)
-            for j, name in enumerate(self.num_columns_):
+            offsets = getattr(self, "offsets_", {})
+            lowers = set(offsets.values())
+            index = {name: j for j, name in enumerate(self.num_columns_)}
+            numbers: dict[str, np.ndarray] = {}
+            for name in decode_order(self.num_columns_, offsets):
                 spec = self.schema.column(name)
-                col = np.clip(x[:, j], *self.bounds_[name])
+                col = x[:, index[name]]
+                if name in offsets:  # lower + offset: never below the lower column
+                    col = numbers[offsets[name]] + col
+                col = np.clip(col, *self.bounds_[name])
                 if spec.integer:
                     col = np.round(col)
                 elif self.decimals_.get(name) is not None:  # as the source writes them
                     col = np.round(col, self.decimals_[name])
+                elif name in lowers and self.time_units_.get(name):  # as `_datetimes` will
+                    unit = TIME_UNITS[self.time_units_[name]]
+                    col = np.round(col / unit) * unit
+                numbers[name] = col
+            for name in self.num_columns_:
+                spec = self.schema.column(name)
+                col = numbers[name]
                 if name in self.null_indicator_columns_:
                     k = (
                         len(self.cat_columns_)
@@ -321,6 +360,7 @@ class TableEncoder:
             "id_formats": {name: f.to_dict() for name, f in self.id_formats_.items()},
             "target_classes": self.target_classes_,
             "fill_values": self.fill_values_,
+            "offsets": self.offsets_,
             "decimals": self.decimals_,
             "time_units": self.time_units_,
             "quantiles": None if q is None else q.quantiles_.tolist(),
@@ -346,6 +386,7 @@ class TableEncoder:
         enc.id_formats_ = {n: IdFormat.from_dict(f) for n, f in state["id_formats"].items()}
         enc.target_classes_ = state["target_classes"]
         enc.fill_values_ = state["fill_values"]
+        enc.offsets_ = state.get("offsets", {})  # models saved before: no offsets
         enc.decimals_ = state.get("decimals", {})  # models saved before: unrounded
         enc.time_units_ = state.get("time_units", {})
         enc.quantile_ = None

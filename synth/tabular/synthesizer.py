@@ -29,6 +29,7 @@ from synth.data.rules import (
     resolve_rules,
     rule_breaks,
     rules_from_state,
+    support_floor,
 )
 from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
@@ -39,6 +40,7 @@ from synth.synthesizer import Shard, guided
 from synth.tabular.denoiser import TabularDenoiser
 from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
 from synth.tabular.encoders import EncodedTable, TableEncoder, columns_to_frame
+from synth.tabular.offsets import choose_offsets
 from synth.training import drop_labels, make_accelerator, should_resume, train_loop
 
 log = logging.getLogger(__name__)
@@ -114,17 +116,18 @@ class TabularDiffusionSynthesizer:
         if resume:
             loaded = type(self).load(checkpoint_dir, device=self.device)
             self._build(loaded.encoder_)
-        else:
-            privacy = self.privacy or PrivacySpec()
+        privacy = self.privacy or PrivacySpec()
+        self.rules_ = self._find_rules(train, privacy.rare_category_min_rows)
+        if not resume:
             encoder = TableEncoder(
                 self.schema,
                 self.model.conditional,
                 self.seed,
                 min_rows=privacy.rare_category_min_rows,
                 rare_label=privacy.rare_category_label,
+                offsets=self._offsets(train, privacy.rare_category_min_rows),
             )
             self._build(encoder.fit(train))
-        self.rules_ = self._find_rules(train)
         enc = self.encoder_.transform(train)
         self.label_counts_ = (
             np.bincount(enc.y, minlength=len(self.encoder_.target_classes_)).tolist()
@@ -134,20 +137,30 @@ class TabularDiffusionSynthesizer:
         self._train(enc, device, checkpoint_dir, resume, progress)
         return self
 
-    def _find_rules(self, train: pd.DataFrame) -> list[FixedValue | Ordering]:
-        """The logical rules of the training rows (`synth.data.rules`), as configured. They
-        shape no weight, so they are found again on resume and stay out of the fingerprint."""
+    def _find_rules(self, train: pd.DataFrame, k: int) -> list[FixedValue | Ordering]:
+        """The logical rules of the training rows (`synth.data.rules`), as configured. Found
+        again on resume; they shape the weights through the offsets (`_offsets`), so the rules
+        spec is in the fingerprint."""
         spec = self.rules or RulesSpec()
         return resolve_rules(
             train,
             self.schema,
-            k=self.encoder_.min_rows,
+            k=k,
             discover=spec.discover,
             min_support=spec.min_support,
             min_support_fraction=spec.min_support_fraction,
             add=spec.add,
             drop=spec.drop,
         )
+
+    def _offsets(self, train: pd.DataFrame, k: int) -> dict[str, str]:
+        """The orderings diffused as offsets (`synth.tabular.offsets`): those whose ties
+        are a pattern, held by as many rows as a rule's premise must be."""
+        spec = self.rules or RulesSpec()
+        if not spec.offsets:
+            return {}
+        floor = support_floor(len(train), k, spec.min_support, spec.min_support_fraction)
+        return choose_offsets(train, self.schema, self.rules_, min_ties=floor)
 
     def fingerprint(self, train: pd.DataFrame) -> str:
         """What a checkpoint must have been made for to be resumed: the training rows, the
@@ -160,6 +173,7 @@ class TabularDiffusionSynthesizer:
                 "model": self.model.model_dump(mode="json"),
                 "training": training_settings(self.training),
                 "privacy": (self.privacy or PrivacySpec()).model_dump(mode="json"),
+                "rules": (self.rules or RulesSpec()).model_dump(mode="json"),
                 "seed": self.seed,
             }
         )
