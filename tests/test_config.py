@@ -207,24 +207,28 @@ def test_spec_hash_is_stable_and_sensitive(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("rows", "columns", "steps"),
+    ("rows", "columns", "numeric", "steps"),
     [
-        (4_930, 20, 2_000),  # the demo: the budget its figures were measured at
-        (124, 13, 1_000),  # wine's training split: the floor
-        (2_051, 74, 2_500),  # Ames: wider, so more steps than its rows alone would get
-        (35_000, 18, 4_000),  # 50k flights: the ceiling
-        (270_000, 18, 4_000),  # all of flights
+        (4_930, 20, 3, 2_250),  # the demo
+        (124, 13, 10, 1_000),  # wine's training split: the floor
+        (6_899, 23, 15, 3_750),  # lending_club: mostly numeric, so more steps
+        (2_051, 74, 23, 2_500),  # Ames: 3,250 by its width, held to 1,250 epochs
+        (35_000, 18, 13, 6_000),  # 50k flights: the ceiling
+        (235_743, 18, 13, 6_000),  # all of flights
     ],
 )
-def test_the_training_budget_scales_with_rows_and_columns(rows, columns, steps):
-    assert default_steps(rows, columns) == steps
-    spec = TrainingSpec().resolved(rows, columns)
+def test_the_training_budget_scales_with_rows_and_columns(rows, columns, numeric, steps):
+    assert default_steps(rows, columns, numeric) == steps
+    spec = TrainingSpec().resolved(rows, columns, numeric)
     assert spec.steps == steps and TrainingSpec().steps is None
     assert TrainingSpec(steps=7).resolved(rows, columns).steps == 7  # a set budget is kept
+    # the epoch cap follows the batch: half the batch, twice the steps allowed
+    assert default_steps(2_051, 74, 23, batch_size=512) == 3_250
 
 
 def test_the_budget_grows_with_rows_and_with_columns():
     by_rows = [default_steps(n, 20) for n in (1_000, 5_000, 10_000, 20_000, 40_000)]
     by_columns = [default_steps(5_000, c) for c in (10, 20, 40, 80)]
-    assert by_rows == sorted(by_rows) and by_rows[0] < by_rows[-1]
-    assert by_columns == sorted(by_columns) and by_columns[0] < by_columns[-1]
+    by_numeric = [default_steps(5_000, 20, n) for n in (0, 5, 10, 20)]
+    for grows in (by_rows, by_columns, by_numeric):
+        assert grows == sorted(grows) and grows[0] < grows[-1]

@@ -106,11 +106,13 @@ class TabularDiffusionSynthesizer:
         device = pick_device(self.device)
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.fingerprint_ = fingerprint or self.fingerprint(train)
-        self.training_ = self.training.resolved(len(train), len(self.schema.modelled))
+        modelled = self.schema.modelled
+        numeric = sum(c.kind in ("numeric", "datetime") for c in modelled)
+        self.training_ = self.training.resolved(len(train), len(modelled), numeric)
         if self.training.steps is None:
             log.info(
-                "training budget: %d steps, scaled to %d rows x %d columns",
-                self.training_.steps, len(train), len(self.schema.modelled),
+                "training budget: %d steps, scaled to %d rows x %d columns (%d numeric)",
+                self.training_.steps, len(train), len(modelled), numeric,
             )  # fmt: skip
         resume = should_resume(checkpoint_dir, self.fingerprint_, self.training.resume)
         if resume:
