@@ -371,7 +371,12 @@ def repair(
     The target column and a number's `__present__` are never set (no value to invent);
     `values` maps each column's category keys to the values the model emits."""
     target = schema.target
-    frame = pd.DataFrame({n: columns[n] for n in columns}, copy=False)
+    views: dict[str, np.ndarray] = {}  # each column's keys, until a repair changes it
+
+    def view(col: str) -> np.ndarray:
+        if col not in views:
+            views[col] = _view(pd.DataFrame({col: columns[col]}, copy=False), schema.column(col))
+        return views[col]
 
     def settable(cell: Cell) -> bool:
         col, key = cell
@@ -388,13 +393,14 @@ def repair(
             )  # fmt: skip
         else:
             arr[rows] = values[col][key]
+        views.pop(col, None)
 
     groups = equivalences(rules)
     group_of = {cell: i for i, g in enumerate(groups) for cell in g}
     for group in groups:
         if not all(settable(c) for c in group):
             continue
-        held = np.stack([_view(frame, schema.column(c)) == k for c, k in group], axis=1)
+        held = np.stack([view(c) == k for c, k in group], axis=1)
         on = held.sum(axis=1)
         m = len(group)
         broken = (on > 0) & (on < m)
@@ -403,7 +409,6 @@ def repair(
         if len(rows):
             for cell in group:
                 assign(cell, rows)
-            frame = pd.DataFrame({n: columns[n] for n in columns}, copy=False)
     for rule in rules:
         if not isinstance(rule, FixedValue):
             continue
@@ -411,10 +416,7 @@ def repair(
         same_group = group_of.get(premise, -1) == group_of.get(conclusion, -2)
         if same_group or not settable(conclusion):
             continue
-        bad = (_view(frame, schema.column(rule.if_column)) == rule.if_value) & (
-            _view(frame, schema.column(rule.then_column)) != rule.then_value
-        )
+        bad = (view(rule.if_column) == rule.if_value) & (view(rule.then_column) != rule.then_value)
         rows = np.flatnonzero(bad)
         if len(rows):
             assign(conclusion, rows)
-            frame = pd.DataFrame({n: columns[n] for n in columns}, copy=False)
