@@ -65,6 +65,11 @@ def test_no_cycle_and_no_missing_lower_column(ames) -> None:
     holed.loc[3, "Year_Built"] = np.nan  # a row with the upper value but no lower one
     rule = [Ordering(lower="Year_Built", upper="Year_Remod_Add")]
     assert choose_offsets(holed, infer_schema(holed), rule, min_ties=20) == {}
+    # an ordering the config adds that a training row breaks is kept by rejection only
+    broken = train.copy()
+    broken.loc[3, "Year_Remod_Add"] = broken.loc[3, "Year_Built"] - 1
+    assert choose_offsets(broken, schema, rule, min_ties=20) == {}
+    assert choose_offsets(train, schema, rule, min_ties=20) == {"Year_Remod_Add": "Year_Built"}
 
 
 def test_the_encoder_decodes_ties_and_never_breaks_the_order(ames) -> None:

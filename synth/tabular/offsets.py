@@ -14,7 +14,8 @@ most training rows, and only when the ties are at least `min_ties` rows (the rul
 floor: a tie shared by a handful of rows is no pattern). An ordering without ties is left to
 rejection: coupling a column to a loosely related one would carry the lower column's errors
 into it. The lower column must be present wherever the upper one is, so the offset is missing
-exactly when the upper column is; and the chosen pairs never form a cycle.
+exactly when the upper column is; the ordering must hold on every training row (a rule the
+config adds need not); and the chosen pairs never form a cycle.
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ def choose_offsets(
         a, b = numbers(lo), numbers(up)
         if np.any(np.isnan(a) & ~np.isnan(b)):
             continue  # the offset would be missing where the upper column is not
+        with np.errstate(invalid="ignore"):
+            if np.any(a > b):
+                continue  # an added rule that some training rows break: no offset of it
         tied = int(np.sum(a == b))
         if tied >= min_ties:
             ties.append((tied, lo, up))
