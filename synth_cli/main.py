@@ -647,9 +647,9 @@ def schema(
 
     from synth.config import PrivacySpec, RulesSpec
     from synth.data.io import load_table
-    from synth.data.rules import Ordering, discover_rules, rule_groups, support_floor
+    from synth.data.rules import Ordering, discover_rules, rule_groups
     from synth.data.schema import infer_schema
-    from synth.tabular.offsets import choose_offsets
+    from synth.tabular.offsets import configured_offsets
 
     table = load_table(data)
     described = infer_schema(table, target)
@@ -662,11 +662,10 @@ def schema(
         for c in described.columns
     ]
     # the rules a run would find (there, in its training split), by columns: never a value
-    k, defaults = PrivacySpec().rare_category_min_rows, RulesSpec()
+    k = PrivacySpec().rare_category_min_rows
     found = discover_rules(table, described, k=k)
     rules = rule_groups(found)
-    floor = support_floor(len(table), k, defaults.min_support, defaults.min_support_fraction)
-    offsets = choose_offsets(table, described, found, min_ties=floor)
+    offsets = configured_offsets(table, described, found, RulesSpec(), k)
     by_construction = {Ordering(lower=lo, upper=up).describe() for up, lo in offsets.items()}
     for group in rules:  # rules.offsets: the upper column is diffused as its offset
         if group["rule"] in by_construction:

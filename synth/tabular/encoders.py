@@ -142,14 +142,8 @@ class TableEncoder:
                     self.id_formats_[spec.name] = found
 
         values = {n: _as_float(self.schema.column(n), df[n]) for n in self.num_columns_}
-        self.offsets_: dict[str, str] = {
-            up: lo
-            for up, lo in (self.offsets or {}).items()
-            if up in values
-            and lo in values
-            and self.schema.column(up).kind == self.schema.column(lo).kind
-            and not np.any(np.isnan(values[lo]) & ~np.isnan(values[up]))
-        }
+        # chosen by `synth.tabular.offsets.choose_offsets`, which checks that they can be
+        self.offsets_: dict[str, str] = dict(self.offsets or {})
         features = self._features(values)
         self.null_indicator_columns_: list[str] = [
             n for n in self.num_columns_ if np.isnan(features[n]).any()
@@ -189,7 +183,7 @@ class TableEncoder:
     def _features(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The numbers the diffusion sees, before quantiles: each column's value, or its
         offset from its lower column (NaN where either is missing)."""
-        offsets = getattr(self, "offsets_", {})
+        offsets = self.offsets_
         return {n: v - values[offsets[n]] if n in offsets else v for n, v in values.items()}
 
     @property
@@ -287,8 +281,7 @@ class TableEncoder:
             z = np.asarray(enc.x_num, dtype=np.float64)
             z = np.where(np.abs(z) >= _Z_EDGE, np.sign(z) * (_Z_EDGE + 1.0), z)
             x = _inverse_quantiles(self.quantile_, z)
-            offsets = getattr(self, "offsets_", {})
-            lowers = set(offsets.values())
+            offsets = self.offsets_
             index = {name: j for j, name in enumerate(self.num_columns_)}
             numbers: dict[str, np.ndarray] = {}
             for name in decode_order(self.num_columns_, offsets):
@@ -301,7 +294,7 @@ class TableEncoder:
                     col = np.round(col)
                 elif self.decimals_.get(name) is not None:  # as the source writes them
                     col = np.round(col, self.decimals_[name])
-                elif name in lowers and self.time_units_.get(name):  # as `_datetimes` will
+                elif self.time_units_.get(name):  # as `_datetimes` will, before any offset
                     unit = TIME_UNITS[self.time_units_[name]]
                     col = np.round(col / unit) * unit
                 numbers[name] = col

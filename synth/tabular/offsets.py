@@ -25,9 +25,25 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from synth.config import RulesSpec
 from synth.data.categories import numeric_values
-from synth.data.rules import FixedValue, Ordering
+from synth.data.rules import FixedValue, Ordering, support_floor
 from synth.data.schema import TableSchema
+
+
+def configured_offsets(
+    train: pd.DataFrame,
+    schema: TableSchema,
+    rules: Sequence[FixedValue | Ordering],
+    spec: RulesSpec,
+    k: int,
+) -> dict[str, str]:
+    """The offsets a run with the rules settings `spec` and rare-value floor `k` uses: none
+    with `offsets: false`; otherwise ties held by as many rows as a rule's premise must be."""
+    if not spec.offsets:
+        return {}
+    floor = support_floor(len(train), k, spec.min_support, spec.min_support_fraction)
+    return choose_offsets(train, schema, rules, min_ties=floor)
 
 
 def choose_offsets(

@@ -29,7 +29,6 @@ from synth.data.rules import (
     resolve_rules,
     rule_breaks,
     rules_from_state,
-    support_floor,
 )
 from synth.data.schema import TableSchema
 from synth.device import autocast, pick_device
@@ -40,7 +39,7 @@ from synth.synthesizer import Shard, guided
 from synth.tabular.denoiser import TabularDenoiser
 from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
 from synth.tabular.encoders import EncodedTable, TableEncoder, columns_to_frame
-from synth.tabular.offsets import choose_offsets
+from synth.tabular.offsets import configured_offsets
 from synth.training import drop_labels, make_accelerator, should_resume, train_loop
 
 log = logging.getLogger(__name__)
@@ -107,7 +106,7 @@ class TabularDiffusionSynthesizer:
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.fingerprint_ = fingerprint or self.fingerprint(train)
         modelled = self.schema.modelled
-        numeric = sum(c.kind in ("numeric", "datetime") for c in modelled)
+        numeric = len(self.schema.of_kind("numeric", "datetime"))
         self.training_ = self.training.resolved(len(train), len(modelled), numeric)
         if self.training.steps is None:
             log.info(
@@ -119,7 +118,8 @@ class TabularDiffusionSynthesizer:
             loaded = type(self).load(checkpoint_dir, device=self.device)
             self._build(loaded.encoder_)
         privacy = self.privacy or PrivacySpec()
-        self.rules_ = self._find_rules(train, privacy.rare_category_min_rows)
+        k = privacy.rare_category_min_rows
+        self.rules_ = self._find_rules(train, k)
         if not resume:
             encoder = TableEncoder(
                 self.schema,
@@ -127,7 +127,9 @@ class TabularDiffusionSynthesizer:
                 self.seed,
                 min_rows=privacy.rare_category_min_rows,
                 rare_label=privacy.rare_category_label,
-                offsets=self._offsets(train, privacy.rare_category_min_rows),
+                offsets=configured_offsets(
+                    train, self.schema, self.rules_, self.rules or RulesSpec(), k
+                ),
             )
             self._build(encoder.fit(train))
         enc = self.encoder_.transform(train)
@@ -141,8 +143,8 @@ class TabularDiffusionSynthesizer:
 
     def _find_rules(self, train: pd.DataFrame, k: int) -> list[FixedValue | Ordering]:
         """The logical rules of the training rows (`synth.data.rules`), as configured. Found
-        again on resume; they shape the weights through the offsets (`_offsets`), so the rules
-        spec is in the fingerprint."""
+        again on resume; they shape the weights through the offsets (`configured_offsets`),
+        so the rules spec is in the fingerprint."""
         spec = self.rules or RulesSpec()
         return resolve_rules(
             train,
@@ -154,15 +156,6 @@ class TabularDiffusionSynthesizer:
             add=spec.add,
             drop=spec.drop,
         )
-
-    def _offsets(self, train: pd.DataFrame, k: int) -> dict[str, str]:
-        """The orderings diffused as offsets (`synth.tabular.offsets`): those whose ties
-        are a pattern, held by as many rows as a rule's premise must be."""
-        spec = self.rules or RulesSpec()
-        if not spec.offsets:
-            return {}
-        floor = support_floor(len(train), k, spec.min_support, spec.min_support_fraction)
-        return choose_offsets(train, self.schema, self.rules_, min_ties=floor)
 
     def fingerprint(self, train: pd.DataFrame) -> str:
         """What a checkpoint must have been made for to be resumed: the training rows, the
