@@ -89,6 +89,58 @@ def split_indices(
     return np.sort(train), np.sort(holdout)
 
 
+def unit_codes(units: np.ndarray | pd.Series) -> np.ndarray:
+    """Integer codes, one per person, for each record's unit value (the values themselves are
+    never kept). A missing unit is refused by the caller, which names the row."""
+    codes, _ = pd.factorize(pd.Series(np.asarray(units, dtype=object)), use_na_sentinel=True)
+    return codes.astype(np.int64)
+
+
+def split_units(
+    units: np.ndarray,
+    holdout_fraction: float,
+    seed: int,
+    *,
+    stratify: np.ndarray | None = None,
+    min_train_rows: int = 50,
+    min_holdout_rows: int = 20,
+    unit_name: str = "unit",
+) -> tuple[np.ndarray, np.ndarray]:
+    """`split_indices` over people instead of records: each unit code in `units` (one per
+    record, see `unit_codes`) falls wholly on one side, so a person's other records can never
+    make the holdout look fresh. `holdout_fraction` is a share of the people; the row
+    minimums still hold. Stratified on each person's first record's label when possible."""
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    units = np.asarray(units, dtype=np.int64)
+    n_units = int(units.max()) + 1 if len(units) else 0
+    n_holdout = min(max(_holdout_size(n_units, holdout_fraction), 1), n_units - 1)
+    if n_units < 2:
+        raise InputDataError(
+            f"every record belongs to one {unit_name}: a split by person needs at least two; "
+            "check privacy.unit"
+        )
+    _, first = np.unique(units, return_index=True)
+    codes = None if stratify is None else _strata(np.asarray(stratify)[first], n_units, n_holdout)
+    train_units, _ = train_test_split(
+        np.arange(n_units),
+        test_size=n_holdout,
+        random_state=seed % 2**32,
+        shuffle=True,
+        stratify=codes,
+    )
+    in_train = np.isin(units, train_units)
+    train, holdout = np.flatnonzero(in_train), np.flatnonzero(~in_train)
+    if len(train) < min_train_rows or len(holdout) < min_holdout_rows:
+        raise InputDataError(
+            f"split by {unit_name} ({n_units} people): train has {len(train)} records and "
+            f"holdout {len(holdout)}; they need at least {min_train_rows} and "
+            f"{min_holdout_rows}: add people, change split.holdout_fraction, or lower "
+            "split.min_train_rows / split.min_holdout_rows"
+        )
+    return train.astype(np.int64), holdout.astype(np.int64)
+
+
 def save_split(
     path: str | os.PathLike[str],
     train_idx: np.ndarray,

@@ -48,7 +48,7 @@ def _template(study: str, series: str, resolution: int) -> Dataset:
     ds.StudyInstanceUID = study
     ds.SeriesInstanceUID = series
     ds.PatientName = "Digits^Demo"  # demo identifiers, not a person
-    ds.PatientID = "DIGITS-DEMO"
+    ds.PatientID = "DIGITS-0000"  # set per file
     ds.PatientBirthDate = ""
     ds.PatientSex = ""
     ds.StudyDate = ""
@@ -70,8 +70,12 @@ def _template(study: str, series: str, resolution: int) -> Dataset:
     return ds
 
 
-def write_digits_dicom(folder: str | Path, resolution: int = 32) -> Path:
-    """Write the digits as 8-bit MONOCHROME2 Secondary Capture files; return the folder."""
+def write_digits_dicom(
+    folder: str | Path, resolution: int = 32, images_per_patient: int = 1
+) -> Path:
+    """Write the digits as 8-bit MONOCHROME2 Secondary Capture files; return the folder.
+    Consecutive images share a (made-up) PatientID, `images_per_patient` at a time, so a set
+    can stand for patients with several images each."""
     folder = Path(folder)
     images, targets = digits_images(resolution)
     seed = [_SEED, str(resolution)]
@@ -86,6 +90,7 @@ def write_digits_dicom(folder: str | Path, resolution: int = 32) -> Path:
         ds.file_meta.MediaStorageSOPInstanceUID = uid
         ds.SOPInstanceUID = uid
         ds.InstanceNumber = i + 1
+        ds.PatientID = f"DIGITS-{i // images_per_patient:04d}"
         ds.PixelData = np.ascontiguousarray(img, dtype=np.uint8).tobytes()
         ds.save_as(folder / str(digit) / f"{i:04d}.dcm", enforce_file_format=True)
     return folder

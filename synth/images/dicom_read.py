@@ -171,6 +171,15 @@ def _label(ds: Dataset, keyword: str) -> str:
     return text
 
 
+def unit_value(ds: Dataset, keyword: str) -> str | None:
+    """The person a file belongs to (e.g. its PatientID), or None when the file has none.
+    Used only to group files; the value is never kept or written."""
+    try:
+        return _label(ds, keyword)
+    except MissingLabelError:
+        return None
+
+
 @dataclass
 class DicomFile:
     """A parsed file; `frames()` decodes lazily, one frame at a time."""
