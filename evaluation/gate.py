@@ -91,6 +91,14 @@ DESCRIPTIONS: dict[str, str] = {
         "Anonymeter attribute-inference risk, pooled over columns: secrets guessed from the "
         "nearest synthetic row beyond the holdout's rate; cannot tell leaks from correlations."
     ),
+    "dp": (
+        "Trained with differential privacy (1) or not (0), as privacy.require_dp asks: a "
+        "formal bound per person, where the checks here are only evidence."
+    ),
+    "epsilon": (
+        "The run's epsilon (preprocessing plus training) against the cap epsilon_max; a model "
+        "trained without DP has no bound at all and fails any cap."
+    ),
     "rule_break_excess": (
         "Share of synthetic rows breaking a logical rule every real training row keeps (a value "
         "fixing another's, a <= b), minus the holdout's: catches impossible rows, not rules "
@@ -119,6 +127,8 @@ REMEDIES: dict[str, str] = {
     ),
     "rare_values_emitted": "rare values escaped the model's protection: report this as a bug",
     "holdout_only_values_emitted": "holdout values reached the model: report this as a bug",
+    "dp": "train with differential privacy: set privacy.dp.epsilon (README: Differential privacy)",
+    "epsilon": "train with a smaller budget: lower privacy.dp.epsilon to the cap or below",
 }
 """The knob most likely to fix each failing check, by what the check measures (a privacy check
 not named here points at memorisation)."""
@@ -136,6 +146,8 @@ class CheckResult(BaseModel):
 
     def line(self) -> str:
         """`dcr_share = 0.712 > max 0.600`; the comparison shown is the true one."""
+        if self.value is None and self.applicable:  # the cap on epsilon, without DP
+            return f"{self.name} unbounded (no DP) > {self.bound} {self.threshold:.3f}"
         if self.value is None:
             return f"{self.name}: not applicable"
         if math.isnan(self.value):
@@ -186,16 +198,57 @@ class GateResult(BaseModel):
             raise GateFailedError("gate failed: " + "; ".join(self.failures()))
 
 
+DP_FIELDS = ("require_dp", "epsilon_max")
+
+
+def dp_checks(dp: dict[str, Any] | None, thresholds: BaseModel) -> list[CheckResult]:
+    """The formal guarantee the thresholds ask for, against the DP figures the model was
+    trained under (None: no DP)."""
+    checks = []
+    if getattr(thresholds, "require_dp", False):
+        checks.append(
+            CheckResult(
+                name="dp",
+                value=float(dp is not None),
+                threshold=1.0,
+                bound="min",
+                passed=dp is not None,
+                kind="privacy",
+                description=DESCRIPTIONS["dp"],
+            )  # fmt: skip
+        )
+    cap = getattr(thresholds, "epsilon_max", None)
+    if cap is not None:
+        epsilon = None if dp is None else float(dp["epsilon"])
+        checks.append(
+            CheckResult(
+                name="epsilon",
+                value=epsilon,
+                threshold=float(cap),
+                bound="max",
+                passed=epsilon is not None and epsilon <= cap,
+                kind="privacy",
+                description=DESCRIPTIONS["epsilon"],
+            )  # fmt: skip
+        )
+    return checks
+
+
 def apply_gate(
     metrics: dict[str, float | None],
     thresholds: BaseModel,
     override: bool = False,
     override_reason: str | None = None,
+    dp: dict[str, Any] | None = None,
 ) -> GateResult:
     """Check every threshold. A metric missing from `metrics` is an error (pass None to mark it
-    not applicable) so a renamed metric cannot silently skip a privacy check."""
+    not applicable) so a renamed metric cannot silently skip a privacy check. `dp`: the DP
+    figures the model was trained under (a `DPPlan` as JSON; None without DP), for
+    `require_dp` and `epsilon_max`."""
     checks: list[CheckResult] = []
     for field, threshold in thresholds.model_dump().items():
+        if field in DP_FIELDS:
+            continue
         name, _, bound = field.rpartition("_")
         if bound not in ("min", "max"):
             raise ValueError(f"threshold {field!r} must end in _min or _max")
@@ -221,6 +274,7 @@ def apply_gate(
                 applicable=value is not None,
             )
         )
+    checks += dp_checks(dp, thresholds)
     all_passed = all(c.passed for c in checks)
     return GateResult(
         checks=checks,

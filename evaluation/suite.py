@@ -58,6 +58,9 @@ class TableInputs:
     privacy: PrivacySpec = field(default_factory=PrivacySpec)
     rules: RulesSpec = field(default_factory=RulesSpec)
     """How the logical rules are found in the real training rows (the job's `rules`)."""
+    dp: dict[str, Any] | None = None
+    """The DP figures the model was trained under (`synth.dp.accounting.DPPlan` as JSON), for
+    the gate's require_dp and epsilon_max; None: trained without DP."""
     modality: ClassVar[str] = "table"
 
 
@@ -76,6 +79,8 @@ class ImageInputs:
     class_names: list[str] | None = None
     loss_fn: LossFn | None = None
     features: FeatureExtractor | CheckpointFeatures | None = None
+    dp: dict[str, Any] | None = None
+    """As `TableInputs.dp`."""
     modality: ClassVar[str] = "image"
 
 
@@ -138,7 +143,7 @@ class TableSuite:
         )  # fmt: skip
         return combine_parts(
             parts, frames.sizes, inputs.schema, spec.thresholds, seed=seed,
-            override=spec.override_gate, override_reason=spec.override_reason,
+            override=spec.override_gate, override_reason=spec.override_reason, dp=inputs.dp,
         )  # fmt: skip
 
     def write_report(
@@ -184,7 +189,7 @@ class ImageSuite:
     ) -> ImageEvaluation:
         return combine_image_parts(
             parts, self._frames(inputs, seed, spec.max_rows), spec.image_thresholds,
-            override=spec.override_gate, override_reason=spec.override_reason,
+            override=spec.override_gate, override_reason=spec.override_reason, dp=inputs.dp,
         )  # fmt: skip
 
     def write_report(

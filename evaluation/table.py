@@ -277,8 +277,10 @@ def combine_parts(
     seed: int = 0,
     override: bool = False,
     override_reason: str | None = None,
+    dp: dict[str, Any] | None = None,
 ) -> TableEvaluation:
-    """Assemble the parts' numbers (from `run_parts`, in any order) and apply the gate."""
+    """Assemble the parts' numbers (from `run_parts`, in any order) and apply the gate (`dp`:
+    the DP figures the model was trained under, for require_dp and epsilon_max)."""
     missing = [name for name in EVALUATION_PARTS if name not in parts]
     if missing:
         raise ValueError(f"evaluation parts missing: {missing}")
@@ -339,6 +341,7 @@ def combine_parts(
         thresholds,
         override=override,
         override_reason=override_reason,
+        dp=dp,
     )
     return TableEvaluation(
         metrics=metrics,

@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from evaluation.validate_recompute import recompute
+from synth.dp.accounting import DPPlan, training_epsilon
 from synth.errors import InputDataError
 from synth.export.check import Check, name_list
 from synth.export.folder import Format, check_checksums, check_manifest, open_export
@@ -36,6 +37,8 @@ class ValidationResult(BaseModel):
     checks: list[Check]
     overridden: bool = False
     override_reason: str | None = None
+    dp: dict[str, Any] | None = None
+    """The DP figures the export carries (None: no formal guarantee)."""
 
     @property
     def passed(self) -> bool:
@@ -43,6 +46,15 @@ class ValidationResult(BaseModel):
 
     def failures(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
+
+    def dp_line(self) -> str:
+        """The formal guarantee in one line: the DP figures, or that there is none."""
+        if self.dp is None:
+            return "null (no formal guarantee: trained without differential privacy)"
+        try:
+            return dp_summary(DPPlan.model_validate(self.dp))
+        except ValueError:
+            return "unreadable DP figures"
 
     def check(self, name: str) -> Check:
         """The check called `name` (KeyError if it was not run)."""
@@ -144,6 +156,50 @@ def check_gate(meta: dict[str, Any] | None, why: str | None) -> tuple[Check, str
 # --------------------------------------------------------------------------- all together
 
 
+def check_dp(meta: dict[str, Any] | None) -> Check:
+    """The export's DP figures agree with themselves and with its report: the training's
+    epsilon is what Opacus's accountant gives its noise, sampling rate and steps, and the
+    whole epsilon is the sum of preprocessing and training."""
+    meta = meta or {}
+    if "dp" not in meta:
+        return Check(name="dp", passed=True, reason="no DP figures (an export from before DP)")
+    dp = meta["dp"]
+    report_dp = ((meta.get("report") or {}).get("extra") or {}).get("dp")
+    if dp != report_dp:
+        return Check(name="dp", passed=False, reason="the DP figures differ from the report's")
+    if dp is None:
+        return Check(name="dp", passed=True, reason="dp: null (trained without DP)")
+    try:
+        plan = DPPlan.model_validate(dp)
+    except ValueError:
+        return Check(name="dp", passed=False, reason="the DP figures are incomplete")
+    recomputed = training_epsilon(
+        plan.noise_multiplier, plan.sample_rate, plan.steps, plan.delta_training, plan.accountant
+    )
+    if not math.isclose(recomputed, plan.epsilon_training, rel_tol=1e-3, abs_tol=1e-6):
+        return Check(
+            name="dp",
+            passed=False,
+            reason=f"the training epsilon {plan.epsilon_training:.4f} is not what the "
+            f"{plan.accountant} accountant gives its settings ({recomputed:.4f})",
+        )
+    total = plan.epsilon_preprocessing + plan.epsilon_training
+    if not math.isclose(total, plan.epsilon, rel_tol=1e-9, abs_tol=1e-9):
+        return Check(name="dp", passed=False, reason="epsilon is not preprocessing + training")
+    return Check(name="dp", passed=True, reason=dp_summary(plan))
+
+
+def dp_summary(plan: DPPlan) -> str:
+    """One line of the DP figures, as reports and `synth validate` show them."""
+    return (
+        f"epsilon {plan.epsilon:.3f} (preprocessing {plan.epsilon_preprocessing:.3f}, "
+        f"training {plan.epsilon_training:.3f}), delta {plan.delta:.2g}, unit {plan.unit}, "
+        f"{plan.accountant} accountant, noise multiplier {plan.noise_multiplier:.3f}, "
+        f"clipping norm {plan.max_grad_norm:g}, sampling rate {plan.sample_rate:.4f}, "
+        f"{plan.steps} steps"
+    )
+
+
 def validate_export(
     path: str | os.PathLike[str],
     *,
@@ -169,6 +225,7 @@ def validate_export(
     meta, why = handler.stored_metadata(export)
     gate_check, override_reason = check_gate(meta, why)
     checks.append(gate_check)
+    checks.append(check_dp(meta))
     if real is not None and holdout is not None:
         checks += recompute(
             export,
@@ -185,4 +242,5 @@ def validate_export(
         checks=checks,
         overridden=override_reason is not None,
         override_reason=override_reason,
+        dp=(meta or {}).get("dp"),
     )

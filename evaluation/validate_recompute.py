@@ -157,8 +157,9 @@ def table_inputs(
     schema = infer_schema(real_df, _target(target, meta, report), _column_overrides(meta))
     check_values(holdout_df, [(c.name, c.kind) for c in schema.modelled], "the holdout table")
     return TableInputs(
-        real_df, holdout_df, read_export_rows(export), schema, _privacy(meta), _rules(meta)
-    )
+        real_df, holdout_df, read_export_rows(export), schema, _privacy(meta), _rules(meta),
+        dp=meta.get("dp"),
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- images
@@ -207,6 +208,7 @@ def image_inputs(
         images,
         labels,
         class_names=train.class_names or None,
+        dp=meta.get("dp"),
     )
 
 

@@ -14,13 +14,14 @@ import numpy as np
 
 from evaluation.images.features import CheckpointFeatures
 from evaluation.suite import ImageInputs
-from jobs.modality import JobSteps, LoadedSource, refuse_protected
+from jobs.modality import JobSteps, LoadedSource, export_metadata, refuse_protected
 from jobs.paths import JobPaths
 from jobs.reports import link_published_report, report_attachments
 from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
 from synth.config import JobSpec
-from synth.data.split import load_split, save_split, split_indices
+from synth.data.split import load_split, save_split, split_indices, split_units
+from synth.dp.accounting import dp_state
 from synth.errors import InputDataError
 from synth.export.dicom import write_dicom_export
 from synth.export.image_parquet import write_image_parquet_export
@@ -79,7 +80,13 @@ class ImageSteps(JobSteps):
     # ---- load ---------------------------------------------------------------------------
     def read(self, spec: JobSpec) -> ImageSet:
         """Read and check the protected image set. Raises one-line InputDataErrors."""
-        images = load_images(spec.source.path, spec.source.images, _format(spec))
+        images = load_images(
+            spec.source.path,
+            spec.source.images,
+            _format(spec),
+            spec.privacy.unit,
+            range_from_data=spec.privacy.dp is None,
+        )
         need = self.min_records(spec)
         if len(images.images) < need:
             raise InputDataError(
@@ -112,20 +119,40 @@ class ImageSteps(JobSteps):
                 f"{spec.source.path} changed while the job ran (hash {current[:12]} != "
                 f"{source.data_hash[:12]}): run the job again"
             )
-        return load_images(spec.source.path, spec.source.images, _format(spec))
+        return load_images(
+            spec.source.path,
+            spec.source.images,
+            _format(spec),
+            spec.privacy.unit,
+            range_from_data=spec.privacy.dp is None,
+        )
 
     # ---- split --------------------------------------------------------------------------
     def split(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> Path:
-        """A seeded holdout of real images, stratified by label. Saves indices only."""
+        """A seeded holdout of real images, stratified by label, and by patient when the set
+        has a privacy unit (PatientID): a patient's images all fall on one side. Saves
+        indices only."""
         image_set = self._read_real(spec, source)
-        train_idx, holdout_idx = split_indices(
-            source.n_records,
-            spec.split.holdout_fraction,
-            spec.seed,
-            stratify=image_set.labels,
-            min_train_rows=spec.split.min_train_rows,
-            min_holdout_rows=spec.split.min_holdout_rows,
-        )
+        s = spec.split
+        if image_set.units is None:
+            train_idx, holdout_idx = split_indices(
+                source.n_records,
+                s.holdout_fraction,
+                spec.seed,
+                stratify=image_set.labels,
+                min_train_rows=s.min_train_rows,
+                min_holdout_rows=s.min_holdout_rows,
+            )
+        else:
+            train_idx, holdout_idx = split_units(
+                image_set.units,
+                s.holdout_fraction,
+                spec.seed,
+                stratify=image_set.labels,
+                min_train_rows=s.min_train_rows,
+                min_holdout_rows=s.min_holdout_rows,
+                unit_name="patient",
+            )
         return save_split(paths.split, train_idx, holdout_idx, source.data_hash)
 
     def real_sets(
@@ -137,7 +164,8 @@ class ImageSteps(JobSteps):
 
         def part(idx: np.ndarray) -> ImageSet:
             labels = None if s.labels is None else s.labels[idx]
-            return ImageSet(s.images[idx], labels, s.class_names, s.source)
+            units = None if s.units is None else s.units[idx]
+            return ImageSet(s.images[idx], labels, s.class_names, s.source, units)
 
         return part(tr), part(ho)
 
@@ -218,6 +246,7 @@ class ImageSteps(JobSteps):
             class_names=train.class_names or None,
             loss_fn=model.denoising_loss,
             features=features,
+            dp=dp_state(model.dp_),
         )
 
     # ---- export -------------------------------------------------------------------------
@@ -233,7 +262,7 @@ class ImageSteps(JobSteps):
         info = read_info(source.info_path)
         src = source_info(info)
         images, labels = _staged_head(paths.staging, 10**12)
-        metadata = {"lineage": report["extra"]["lineage"], "report": report}
+        metadata = export_metadata(report)
         names = info["class_names"] or None
         if self.export_format(spec, source) == "dicom":
             files = write_dicom_export(

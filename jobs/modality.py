@@ -38,7 +38,8 @@ from synth.checkpoint import STATE_FILE, training_settings
 from synth.config import JobSpec
 from synth.data.split import load_split, min_rows_for_split
 from synth.device import pick_device
-from synth.errors import InputDataError
+from synth.dp.accounting import PrivacyBudgetError, dp_state
+from synth.errors import ConfigError, InputDataError
 from synth.hashing import file_sha256, json_sha256
 from synth.synthesizer import Shard, Synthesizer
 from synth.training import is_main_process, wait_for_everyone
@@ -57,6 +58,13 @@ def model_hash(model_dir: Path, weights: str) -> str:
 
 
 RUN_RECORD = ("final_loss", "steps_trained")
+
+
+def export_metadata(report: dict[str, Any]) -> dict[str, Any]:
+    """What every export carries: the lineage, the report, and the DP figures the model was
+    trained under (`dp`: null without DP), at the top level where a reader finds them."""
+    extra = report["extra"]
+    return {"lineage": extra["lineage"], "report": report, "dp": extra.get("dp")}
 
 
 def refuse_protected(counts: Any, k: int, unit: str) -> None:
@@ -214,6 +222,27 @@ class JobSteps:
             n_synthetic=min(n_synthetic, spec.evaluation.max_rows),
         )
         self.check_settings(spec, paths, source, split_path)
+        self.check_dp(spec, source, split_path)
+
+    def check_dp(self, spec: JobSpec, source: LoadedSource, split_path: Path) -> None:
+        """The DP budget covers the training, and the gate's require_dp and epsilon_max can
+        be met: refused now, with the numbers, rather than after training."""
+        thresholds = getattr(spec.evaluation, suite.suite_for(self.name).thresholds_field)
+        if spec.privacy.dp is None:
+            if thresholds.require_dp or thresholds.epsilon_max is not None:
+                raise ConfigError(
+                    "the gate requires differential privacy (require_dp or epsilon_max) and "
+                    "this job trains without it: set privacy.dp.epsilon"
+                )
+            return
+        train = self.training_data(spec, source, split_path)
+        plan = self.new_synthesizer(spec, source).plan_dp(train)
+        cap = thresholds.epsilon_max
+        if cap is not None and plan.epsilon > cap:
+            raise PrivacyBudgetError(
+                f"privacy.dp.epsilon={spec.privacy.dp.epsilon} spends epsilon "
+                f"{plan.epsilon:.3f}, above the gate's epsilon_max {cap}: lower it"
+            )
 
     def min_records(self, spec: JobSpec) -> int:
         s = spec.split
@@ -357,7 +386,12 @@ class JobSteps:
         synthesizer = self.load_synthesizer(spec, paths)
         scaled = spec.training.steps is None
         training = {"steps": synthesizer.steps_trained_, "scaled_to_data": scaled}
-        return {"lineage": lineage, "protection": synthesizer.protection(), "training": training}
+        return {
+            "lineage": lineage,
+            "protection": synthesizer.protection(),
+            "training": training,
+            "dp": dp_state(synthesizer.dp_),
+        }
 
     def evaluate(
         self,

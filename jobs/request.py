@@ -50,7 +50,7 @@ class SynthRequest(BaseModel):
     """Tables: the label column that `conditions` count (and TSTR uses)."""
     conditions: dict[str, int] | None = None
     """Exact counts per label, e.g. {"Yes": 500, "No": 1500}."""
-    thresholds: dict[str, float] = Field(default_factory=dict)
+    thresholds: dict[str, float | bool] = Field(default_factory=dict)
     """Gate thresholds to tighten, e.g. {dcr_share_max: 0.55}; loosening one is refused."""
     name: str | None = None
     """A readable name for the run; default: the source's file name."""
@@ -98,7 +98,8 @@ class SynthRequest(BaseModel):
 
 
 def _check_stricter(requested: dict[str, float], current: BaseModel) -> None:
-    """`*_min` thresholds may only go up and `*_max` ones only down."""
+    """`*_min` thresholds may only go up and `*_max` ones only down; `require_dp` may only be
+    switched on."""
     known = type(current).model_fields
     for key, value in requested.items():
         if key not in known:
@@ -106,7 +107,11 @@ def _check_stricter(requested: dict[str, float], current: BaseModel) -> None:
         if not math.isfinite(value):
             raise ConfigError(f"threshold {key} must be a finite number")
         default = getattr(current, key)
+        if default is None:  # no cap yet (epsilon_max): any value is stricter
+            continue
         looser = value < default if key.endswith("_min") else value > default
+        if key == "require_dp":
+            looser = bool(default) and not value
         if looser:
             raise ConfigError(
                 f"threshold {key}={value} is looser than the job's {default}: a request can "

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evaluation.suite import TableInputs
-from jobs.modality import JobSteps, LoadedSource, refuse_protected
+from jobs.modality import JobSteps, LoadedSource, export_metadata, refuse_protected
 from jobs.paths import JobPaths
 from jobs.reports import link_published_report, report_attachments
 from jobs.shards import staged_files
@@ -23,7 +23,9 @@ from synth.data.io import check_table, load_table
 from synth.data.parsing import check_values
 from synth.data.rules import check_rule
 from synth.data.schema import TableSchema, infer_schema
-from synth.data.split import load_split, save_split, split_indices
+from synth.data.split import load_split, save_split, split_indices, split_units
+from synth.data.units import table_units, unit_column, with_unit_as_id
+from synth.dp.accounting import dp_state
 from synth.errors import InputDataError
 from synth.export.parquet import to_arrow_table, write_parquet_export
 from synth.hashing import file_sha256
@@ -66,7 +68,9 @@ class TableSteps(JobSteps):
         check_table(df, spec.source.target, self.min_records(spec))
         # Kinds and types from the whole table; the values the model may emit (categories,
         # bounds, quantiles) are learned from the training split only, when it trains.
-        columns = spec.source.columns
+        unit = unit_column(spec.privacy.unit, list(df.columns))
+        table_units(df, unit)  # every row names its person
+        columns = with_unit_as_id(spec.source.columns, unit)
         schema = infer_schema(df, spec.source.target, columns).structure(columns)
         check_values(df, [(c.name, c.kind) for c in schema.modelled])  # names the file's row
         if not schema.modelled:
@@ -95,20 +99,36 @@ class TableSteps(JobSteps):
 
     # ---- split --------------------------------------------------------------------------
     def split(self, spec: JobSpec, paths: JobPaths, source: LoadedSource) -> Path:
-        """A seeded holdout, stratified on a categorical target. Saves indices only."""
+        """A seeded holdout, stratified on a categorical target, and by person when
+        `privacy.unit` names a column: each person's rows fall on one side. Saves indices."""
         schema = read_schema(source.info_path)
-        stratify = None
-        if schema.target and schema.target_kind == "categorical":
+        stratify = units = None
+        unit = unit_column(spec.privacy.unit, schema.names)
+        if unit or (schema.target and schema.target_kind == "categorical"):
             df = self._read_real(spec, source.data_hash)
-            stratify = df[schema.target].astype(str).to_numpy()
-        train_idx, holdout_idx = split_indices(
-            source.n_records,
-            spec.split.holdout_fraction,
-            spec.seed,
-            stratify=stratify,
-            min_train_rows=spec.split.min_train_rows,
-            min_holdout_rows=spec.split.min_holdout_rows,
-        )
+            units = table_units(df, unit)
+            if schema.target and schema.target_kind == "categorical":
+                stratify = df[schema.target].astype(str).to_numpy()
+        s = spec.split
+        if units is None:
+            train_idx, holdout_idx = split_indices(
+                source.n_records,
+                s.holdout_fraction,
+                spec.seed,
+                stratify=stratify,
+                min_train_rows=s.min_train_rows,
+                min_holdout_rows=s.min_holdout_rows,
+            )
+        else:
+            train_idx, holdout_idx = split_units(
+                units,
+                s.holdout_fraction,
+                spec.seed,
+                stratify=stratify,
+                min_train_rows=s.min_train_rows,
+                min_holdout_rows=s.min_holdout_rows,
+                unit_name=f"person ({unit!r})",
+            )
         return save_split(paths.split, train_idx, holdout_idx, source.data_hash)
 
     def real_frames(
@@ -197,8 +217,9 @@ class TableSteps(JobSteps):
         train_df, holdout_df = self.real_frames(spec, source, split_path)
         synthetic = _head(paths.staging, spec.evaluation.max_rows)
         schema = read_schema(source.info_path)
+        dp = dp_state(self.load_synthesizer(spec, paths).dp_)
         return TableInputs(
-            train_df, holdout_df, synthetic, schema, privacy=spec.privacy, rules=spec.rules
+            train_df, holdout_df, synthetic, schema, privacy=spec.privacy, rules=spec.rules, dp=dp
         )
 
     # ---- export -------------------------------------------------------------------------
@@ -211,7 +232,7 @@ class TableSteps(JobSteps):
             schema = TableSchema(
                 columns=[c for c in schema.columns if c.kind != "id"], target=schema.target
             )
-        metadata = {"lineage": report["extra"]["lineage"], "report": report}
+        metadata = export_metadata(report)
         shards = (pq.read_table(f).to_pandas() for f in staged_files(paths.staging))
         files = write_parquet_export(
             shards, paths.export, schema, metadata, rows_per_file=spec.export.rows_per_file,

@@ -126,14 +126,21 @@ class TrainingSpec(_Strict):
     resume: bool = True
     checkpoint_every: int = 1000
 
-    def resolved(self, n_rows: int, n_columns: int, n_numeric: int = 0) -> TrainingSpec:
-        """This spec with `steps` fixed: as set, or `default_steps(...)` for its batch."""
+    def resolved(
+        self, n_rows: int, n_columns: int, n_numeric: int = 0, dp: bool = False
+    ) -> TrainingSpec:
+        """This spec with `steps` fixed: as set, `DP_STEPS` under DP, or `default_steps(...)`
+        for its batch."""
         if self.steps is not None:
             return self
+        if dp:
+            return self.model_copy(update={"steps": DP_STEPS})
         steps = default_steps(n_rows, n_columns, n_numeric, batch_size=self.batch_size)
         return self.model_copy(update={"steps": steps})
 
 
+DP_STEPS = 300
+"""Default DP-SGD steps: each step spends budget, so DP trains far fewer, on large batches."""
 BUDGET_REFERENCE = (5_000, 20, 2_000)
 """(rows, width, steps): the demo's scale, where about 2,000 steps of 1,024 rows train well."""
 BUDGET_BOUNDS = (1_000, 6_000)
@@ -183,6 +190,27 @@ class SamplingSpec(_Strict):
     """Requested counts per target label, e.g. {"Yes": 500, "No": 1500}."""
 
 
+class DPSpec(_Strict):
+    """Differential privacy: DP-SGD (Opacus) with an accountant, per privacy unit."""
+
+    epsilon: float = Field(gt=0.0)
+    """The whole run's epsilon: preprocessing (when it estimates from the data) plus training."""
+    delta: float | Literal["auto"] = "auto"
+    """auto: 1 / (10 n), n the training units (people), rounded down to one significant
+    digit. An explicit delta must be below 1 / n."""
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    """Each unit's gradient is clipped to this L2 norm before the noise is added."""
+    unit: str | None = None
+    """The column (tables) or DICOM attribute (images) naming a person; see privacy.unit."""
+    accountant: Literal["prv", "rdp"] = "prv"
+    noise_multiplicity: int = Field(4, ge=1, le=64)
+    """Noise draws (timestep and noise) per example inside its one clipped gradient (DPDM):
+    free in privacy, it lowers the variance the clipping and noise act on."""
+    preprocessing_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of epsilon (and delta) spent estimating categories, bounds and quantiles when the
+    schema does not declare them (0 is allowed only when every column is declared)."""
+
+
 class PrivacySpec(_Strict):
     """Privacy by construction: what the model may learn from the training rows at all."""
 
@@ -196,6 +224,25 @@ class PrivacySpec(_Strict):
     """The one category the grouped rare values of a text column become. Rare values of a
     numeric or boolean categorical column become a missing value instead (the column's type
     has no room for a label)."""
+    unit: str = "auto"
+    """Who a record belongs to: the train/holdout split keeps each unit on one side, and DP
+    bounds each unit's contribution. `row` (every record its own person), a column naming the
+    person (tables), or a DICOM attribute (images); auto: `PatientID` for DICOM sets whose
+    files all carry one, otherwise `row`."""
+    dp: DPSpec | None = None
+    """Train with differential privacy (None: no formal guarantee, the export says dp: null)."""
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> PrivacySpec:
+        """`privacy.dp.unit` names the unit too; it may not disagree with `privacy.unit`."""
+        if self.dp is not None and self.dp.unit is not None:
+            if self.unit not in ("auto", self.dp.unit):
+                raise ValueError(
+                    f"privacy.unit {self.unit!r} and privacy.dp.unit {self.dp.unit!r} differ: "
+                    "set one of them"
+                )
+            self.unit = self.dp.unit
+        return self
 
 
 class RulesSpec(_Strict):
@@ -228,7 +275,16 @@ class RulesSpec(_Strict):
     """Rounds of redrawing; rows still breaking a rule after them are kept, and counted."""
 
 
-class Thresholds(_Strict):
+class DPThresholds(_Strict):
+    """The formal guarantee an export must carry (both modalities)."""
+
+    require_dp: bool = False
+    """Fail the gate unless the model was trained with differential privacy."""
+    epsilon_max: float | None = Field(None, gt=0.0)
+    """Fail the gate when the run's epsilon (preprocessing plus training) exceeds this."""
+
+
+class Thresholds(DPThresholds):
     """Gate thresholds. Each names the direction it bounds."""
 
     column_shapes_min: float = 0.85
@@ -272,7 +328,7 @@ class Thresholds(_Strict):
     the share of fresh holdout rows breaking it (a rule found in train may not be a law)."""
 
 
-class ImageThresholds(_Strict):
+class ImageThresholds(DPThresholds):
     """Gate thresholds for image sets."""
 
     fid_max: float = 50.0

@@ -26,6 +26,9 @@ from tqdm.auto import tqdm
 
 from synth.checkpoint import discard_training_state, load_checkpoint, resume_check, save_checkpoint
 from synth.config import TrainingSpec
+from synth.dp.accounting import DPPlan
+from synth.dp.sgd import DPTrainer
+from synth.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +134,30 @@ def train_loop(
     on_checkpoint: Callable[[int], None],
     progress: bool,
     fingerprint: str | None = None,
+    dp: DPPlan | None = None,
+    units: np.ndarray | None = None,
+    per_example_loss: bool = False,
 ) -> float | None:
     """The training both synthesizers share: AdamW with a warmup-cosine learning rate and an
     EMA of the weights, `spec.steps` steps of batches drawn from `n_rows` rows, resumed from
     and checkpointed to `checkpoint_dir` (`on_checkpoint(step)` runs before each save), each
     checkpoint recording `fingerprint` (see `should_resume`).
 
+    With a `dp` plan, each step is DP-SGD (`synth.dp.sgd`): Poisson-sampled people (`units`,
+    one code per row; None: each row is a person), one record each, clipped per-example
+    gradients and Gaussian noise, in one process. `per_example_loss`: under DP, `loss_fn`
+    returns one loss per sampled row, the noise multiplicity drawn inside it (ghost
+    clipping); otherwise the step averages that many passes' per-example gradients. The EMA
+    averages the noised weights: post-processing, free in privacy.
+
     Leaves the EMA weights in `model`, in eval mode, and returns the mean loss of the last
     100 steps (None when a resume had no steps left).
     """
+    if dp is not None and launched():
+        raise ConfigError(
+            "DP training runs in one process: run it without accelerate launch (the "
+            "accountant assumes one Poisson-sampled batch per step)"
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
     lr_schedule = get_cosine_schedule_with_warmup(optimizer, spec.warmup_steps, spec.steps)
     ema = EMAModel(model.parameters(), decay=spec.ema_decay, use_ema_warmup=True, power=0.75)
@@ -151,6 +169,11 @@ def train_loop(
         torch.manual_seed(rank_seed(seed, rank))
     generator = torch.Generator(device=device).manual_seed(rank_seed(seed + start, rank))
     batch = local_batch(spec.batch_size, n_rows, accelerator.num_processes)
+    private = None
+    if dp is not None:
+        private = DPTrainer(
+            model, optimizer, dp, units, n_rows, rank_seed(seed + start, rank), per_example_loss
+        )
     losses: list[torch.Tensor] = []  # kept on the device: no host sync per step
     bar = tqdm(
         range(start, spec.steps),
@@ -162,12 +185,16 @@ def train_loop(
         dynamic_ncols=True,
     )
     for step in bar:
-        idx = torch.randint(0, n_rows, (batch,), device=device, generator=generator)
-        loss, parts = loss_fn(ddp_model, idx, generator)
-        ddp_optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        accelerator.clip_grad_norm_(ddp_model.parameters(), 1.0)
-        ddp_optimizer.step()
+        if private is not None:
+            loss = private.step(lambda net, idx: loss_fn(net, idx, generator)[0], device)
+            parts = {}
+        else:
+            idx = torch.randint(0, n_rows, (batch,), device=device, generator=generator)
+            loss, parts = loss_fn(ddp_model, idx, generator)
+            ddp_optimizer.zero_grad(set_to_none=True)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(ddp_model.parameters(), 1.0)
+            ddp_optimizer.step()
         lr_schedule.step()
         ema.step(model.parameters())
         losses.append(loss.detach())
@@ -185,6 +212,8 @@ def train_loop(
                 )
             accelerator.wait_for_everyone()
     bar.close()
+    if private is not None:
+        private.close()
     ema.copy_to(model.parameters())  # sample with the EMA weights
     model.eval()
     return float(np.mean([float(v) for v in losses[-100:]])) if losses else None

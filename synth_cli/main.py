@@ -591,6 +591,7 @@ def validate(
             status = "[bold yellow]pass (overridden)[/]"
         table.add_row(check.name, status, escape(check.reason))
     console.print(table)
+    console.print(f"dp: {escape(result.dp_line())}", soft_wrap=True)
     if junit is not None:
         write_junit(result, junit)
         console.print(f"junit: {escape(str(junit))}")
@@ -634,6 +635,65 @@ def train(
 
     if is_main_process():
         console.print(f"model: [bold]{model}[/] (trained by {world_size()} process(es))")
+
+
+@app.command()
+@_friendly
+def audit(
+    config: Annotated[Path, typer.Argument(help="Job spec YAML (configs/*.yaml).")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override any field: --set privacy.dp.epsilon=3"),
+    ] = None,
+    canaries: Annotated[
+        int, typer.Option(help="Holdout records used as canaries, each trained on with p=1/2.")
+    ] = 500,
+    confidence: Annotated[float, typer.Option(help="Confidence of the lower bound.")] = 0.95,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Audit a job's privacy in one training run (Steinke, Nasr and Jagielski 2023): train
+    once with canaries, then print the empirical lower bound on epsilon next to the claimed
+    one. Exit 0 when the bound stays within the claim, 1 when it exceeds it (a bug), 2 on bad
+    input. Nothing is exported."""
+    from synth.config import load_spec, parse_set_option
+
+    overrides: dict[str, Any] = {}
+    for item in set_ or []:
+        key, value = parse_set_option(item)
+        overrides[key] = value
+    spec = load_spec(config, overrides)
+    _preflight(spec)
+    from jobs.audit import run_audit
+
+    result = run_audit(spec, canaries=canaries, confidence=confidence, progress=progress)
+    claim = "none (trained without DP)"
+    if result.claimed_epsilon is not None:
+        claim = f"{result.claimed_epsilon:.3f}"
+    table = Table(title="One-run privacy audit")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("claimed epsilon", claim)
+    table.add_row(
+        f"empirical lower bound ({result.confidence:.0%})", f"{result.epsilon_lower_bound:.3f}"
+    )
+    table.add_row("delta", f"{result.delta:.2g}")
+    table.add_row("canaries (trained on)", f"{result.canaries} ({result.included})")
+    table.add_row("guesses (right)", f"{result.guesses} ({result.correct})")
+    console.print(table)
+    if json_out is not None:
+        from synth.atomic import atomic_write_text
+
+        payload = {**result.model_dump(), "consistent": result.consistent}
+        atomic_write_text(json_out, json.dumps(payload, indent=1))
+    if not result.consistent:
+        raise GateFailedError(
+            f"the audit's lower bound {result.epsilon_lower_bound:.3f} exceeds the claimed "
+            f"epsilon {result.claimed_epsilon:.3f}: the DP training has a bug, report it"
+        )
+    console.print("audit: [green]consistent[/] (the bound does not exceed the claim)")
 
 
 @app.command()

@@ -339,6 +339,7 @@ def combine_image_parts(
     *,
     override: bool = False,
     override_reason: str | None = None,
+    dp: dict[str, Any] | None = None,
 ) -> ImageEvaluation:
     """Assemble the parts' numbers (from `IMAGE_PARTS`) and apply the gate."""
     missing = [name for name in IMAGE_PARTS if name not in parts]
@@ -369,7 +370,9 @@ def combine_image_parts(
         "mia_auc": privacy.mia_auc,
         **frames.sizes,
     }
-    gate = image_gate(metrics, thresholds, override=override, override_reason=override_reason)
+    gate = image_gate(
+        metrics, thresholds, override=override, override_reason=override_reason, dp=dp
+    )
     return ImageEvaluation(
         metrics=metrics,
         gate=gate,
@@ -453,12 +456,13 @@ def image_gate(
     *,
     override: bool = False,
     override_reason: str | None = None,
+    dp: dict[str, Any] | None = None,
 ) -> GateResult:
     """`apply_gate` with the image check kinds (fidelity / privacy) and descriptions."""
     gated = {
         k: (None if v is None else float(v)) for k, v in metrics.items() if not k.startswith("n_")
     }
-    gate = apply_gate(gated, thresholds, override=override, override_reason=override_reason)
+    gate = apply_gate(gated, thresholds, override=override, override_reason=override_reason, dp=dp)
     checks = [
         c.model_copy(
             update={

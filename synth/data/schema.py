@@ -84,6 +84,9 @@ class ColumnOverride(BaseModel):
     max: float | None = None
     decimals: int | None = Field(None, ge=0)
     """Decimal places to round a numeric column's synthetic values to (default: learned)."""
+    categories: list[Scalar] | None = None
+    """A categorical column's values, declared public: a DP run takes them as they are
+    instead of spending budget to find them (`synth.dp.preprocess`)."""
 
 
 class TableSchema(BaseModel):
@@ -116,18 +119,19 @@ class TableSchema(BaseModel):
         return self.column(self.target).kind if self.target else None
 
     def structure(self, overrides: dict[str, ColumnOverride] | None = None) -> TableSchema:
-        """This schema without the values inference read from the rows: no category lists, and
+        """This schema without the values inference read from the rows: category lists and
         bounds only where the user declared them (`overrides`). What a job stores and trains
         from, so the values the model may emit are learned from the training split alone."""
         overrides = overrides or {}
         columns = []
         for c in self.columns:
             declared = overrides.get(c.name)
-            bounds = {
+            kept = {
                 "min": declared.min if declared else None,
                 "max": declared.max if declared else None,
+                "categories": declared.categories if declared else None,
             }
-            columns.append(c.model_copy(update={"categories": None, **bounds}))
+            columns.append(c.model_copy(update=kept))
         return TableSchema(columns=columns, target=self.target)
 
 

@@ -22,7 +22,9 @@ from PIL import Image, ImageOps
 from pydicom.datadict import tag_for_keyword
 
 from synth.config import ImageSourceSpec
-from synth.errors import InputDataError, warn_once
+from synth.data.split import unit_codes
+from synth.data.units import ROW
+from synth.errors import ConfigError, InputDataError, warn_once
 from synth.hashing import file_sha256
 from synth.images.dicom_read import (
     MissingLabelError,
@@ -30,6 +32,7 @@ from synth.images.dicom_read import (
     UnreadableDicomError,
     looks_like_dicom,
     read_dicom,
+    unit_value,
 )
 
 Format = Literal["auto", "dicom", "png", "hf"]
@@ -63,6 +66,7 @@ class ImageSet:
     labels: np.ndarray | None  # int64 [N]
     class_names: list[str]
     source: ImageSourceInfo | None = None  # how the files stored pixels; None for in-memory sets
+    units: np.ndarray | None = None  # int64 [N] person codes (`privacy.unit`); None: per image
 
 
 @dataclass
@@ -72,6 +76,7 @@ class _Collected:
     images: list[np.ndarray] = field(default_factory=list)  # (C, res, res) float32
     invert: list[bool] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
+    units: list[str | None] = field(default_factory=list)  # each image's person, DICOM only
     depths: list[int] = field(default_factory=list)
     photometrics: list[str] = field(default_factory=list)
     lo: float = np.inf
@@ -164,6 +169,7 @@ def _add(
     prepared: _Prepared,
     *,
     label: str | None,
+    unit: str | None = None,
     invert: bool = False,
     depth: int = 8,
     photometric: str = "MONOCHROME2",
@@ -174,6 +180,7 @@ def _add(
     got.images.append(img)
     got.invert.append(invert)
     got.labels.append(label)
+    got.units.append(unit)
     got.depths.append(depth)
     got.photometrics.append(photometric)
 
@@ -210,7 +217,9 @@ def _folder_label(path: Path, root: Path, spec: ImageSourceSpec) -> str | None:
     return path.parent.name
 
 
-def _load_dicom(root: Path, spec: ImageSourceSpec, got: _Collected) -> None:
+def _load_dicom(
+    root: Path, spec: ImageSourceSpec, got: _Collected, unit_attribute: str | None
+) -> None:
     keyword = spec.label_attribute if spec.labels == "dicom_attribute" else None
     for path in (p for p in _files(root) if looks_like_dicom(p)):
         rel = _rel(path, root)
@@ -234,6 +243,7 @@ def _load_dicom(root: Path, spec: ImageSourceSpec, got: _Collected) -> None:
             )
             continue
         label = dcm.label if keyword else _folder_label(path, root, spec)
+        unit = unit_value(dcm.dataset, unit_attribute) if unit_attribute else None
         kind = f"{dcm.bits_stored}-bit {'signed' if dcm.signed else 'unsigned'}"
         got.kinds.setdefault(kind, [0, rel])[0] += 1
         for frame in frames:
@@ -241,6 +251,7 @@ def _load_dicom(root: Path, spec: ImageSourceSpec, got: _Collected) -> None:
                 got,
                 frame,
                 label=label,
+                unit=unit,
                 invert=dcm.photometric == "MONOCHROME1",
                 depth=dcm.bits_stored,
                 photometric=dcm.photometric,
@@ -368,16 +379,26 @@ def _load_hf(root: Path, spec: ImageSourceSpec, got: _Collected) -> list[str] | 
         ) from None
 
 
-def _value_range(got: _Collected, kind: str, spec: ImageSourceSpec) -> tuple[float, float]:
+def _value_range(
+    got: _Collected, kind: str, spec: ImageSourceSpec, from_data: bool = True
+) -> tuple[float, float]:
+    """The values mapped to [0, 1]: the window, or a DICOM set's own (min, max), or the bit
+    depth's full range (PNG, and DICOM under DP, where one image's extreme would leak)."""
     if spec.window is not None:
         center, width = spec.window
         return (center - width / 2, center + width / 2)
-    if kind == "dicom":  # a constant set still gets a range with min < max
+    if kind == "dicom" and from_data:  # a constant set still gets a range with min < max
         return (got.lo, got.hi if got.hi > got.lo else got.lo + 1.0)
-    return (0.0, 65535.0 if max(got.depths) == 16 else 255.0)
+    top = 65535.0 if max(got.depths) == 16 else 255.0
+    if kind == "dicom" and got.signed:
+        half = (top + 1) / 2
+        return (-half, half - 1)
+    return (0.0, top)
 
 
-def _stack(got: _Collected, channels: int, kind: str, spec: ImageSourceSpec) -> np.ndarray:
+def _stack(
+    got: _Collected, channels: int, kind: str, spec: ImageSourceSpec, range_from_data: bool
+) -> np.ndarray:
     """Harmonise channels and units, then map the set's value range to [0, 1]."""
     rescale_8bit = kind != "dicom" and len(set(got.depths)) > 1
     if rescale_8bit and spec.window is not None:
@@ -385,7 +406,7 @@ def _stack(got: _Collected, channels: int, kind: str, spec: ImageSourceSpec) -> 
             "the images mix 8- and 16-bit files and source.images.window is set: convert "
             "them to one bit depth, or remove the window"
         )
-    lo, hi = _value_range(got, kind, spec)
+    lo, hi = _value_range(got, kind, spec, range_from_data)
     scale = hi - lo
     res = spec.resolution
     out = np.empty((len(got.images), channels, res, res), dtype=np.float32)
@@ -464,8 +485,44 @@ def _photometric(got: _Collected, channels: int) -> str:
     return mono.most_common(1)[0][0] if mono else "MONOCHROME2"
 
 
+def _units(got: _Collected, unit: str, kind: str) -> np.ndarray | None:
+    """Person codes for `privacy.unit` (None: each image is its own person). `auto` groups a
+    DICOM set by PatientID when every file carries one."""
+    if unit == ROW or (unit == "auto" and kind != "dicom"):
+        return None
+    if kind != "dicom":
+        raise ConfigError(
+            f"privacy.unit {unit!r} names a DICOM attribute, and this is a {kind} set: use row"
+        )
+    missing = [i for i, u in enumerate(got.units) if u is None]
+    if missing and unit == "auto":
+        warn_once(
+            ("unit", "auto-missing"),
+            f"{len(missing)} images have no PatientID: each image is treated as its own "
+            "person (set privacy.unit to the attribute that names the patient)",
+        )
+        return None
+    if missing:
+        raise InputDataError(
+            f"{len(missing)} images have no {unit} (the privacy unit): set it in every file, "
+            "or choose another privacy.unit"
+        )
+    return unit_codes(np.asarray(got.units, dtype=object))
+
+
+def unit_attribute(unit: str) -> str | None:
+    """The DICOM keyword to read for `privacy.unit`."""
+    if unit == ROW:
+        return None
+    return "PatientID" if unit == "auto" else unit
+
+
 def load_images(
-    path: str | os.PathLike[str], spec: ImageSourceSpec, format: Format = "auto"
+    path: str | os.PathLike[str],
+    spec: ImageSourceSpec,
+    format: Format = "auto",
+    unit: str = ROW,
+    range_from_data: bool = True,
 ) -> ImageSet:
     """Read an image set; `format="auto"` picks DICOM, PNG/JPEG or a Hugging Face dataset.
 
@@ -489,7 +546,7 @@ def load_images(
     got = _Collected()
     names: list[str] | None = None
     if kind == "dicom":
-        _load_dicom(root, spec, got)
+        _load_dicom(root, spec, got, unit_attribute(unit))
     elif kind == "png":
         _load_png(root, spec, got)
     else:
@@ -508,9 +565,9 @@ def load_images(
     n_resized = _count_resized(got, root, spec)
     colour = any(img.shape[0] == 3 for img in got.images)
     channels = spec.channels or (3 if colour else 1)
-    images = _stack(got, channels, kind, spec)
+    images = _stack(got, channels, kind, spec, range_from_data)
     labels, class_names = _labels(got, names)
-    lo, hi = _value_range(got, kind, spec)
+    lo, hi = _value_range(got, kind, spec, range_from_data)
     photometric = _photometric(got, channels)
     info = ImageSourceInfo(
         kind=kind,
@@ -523,4 +580,5 @@ def load_images(
         n_skipped=got.n_skipped,
         n_resized=n_resized,
     )
-    return ImageSet(images=images, labels=labels, class_names=class_names, source=info)
+    units = _units(got, unit, kind)
+    return ImageSet(images, labels, class_names, source=info, units=units)

@@ -28,6 +28,9 @@ from synth.checkpoint import (
 )
 from synth.config import IMAGE_TRAINING_DEFAULTS, ImageModelSpec, PrivacySpec, TrainingSpec
 from synth.device import autocast, pick_device
+from synth.dp.accounting import DPPlan, dp_from_state, dp_state
+from synth.dp.plan import dp_plan
+from synth.dp.preprocess import private_class_counts
 from synth.errors import InputDataError, NotFittedError
 from synth.hashing import json_sha256
 from synth.labels import draw_labels
@@ -124,7 +127,18 @@ class ImageDiffusionSynthesizer:
         # A class of fewer than k training images is protected: its images train as the
         # null (unconditional) class, its name is not kept, and it is never sampled.
         privacy = self.privacy or PrivacySpec()
-        protected = np.flatnonzero(counts < privacy.rare_category_min_rows)
+        self.dp_ = self.plan_dp(train)
+        released = np.ones(n_classes, dtype=bool)
+        if self.dp_ is not None and use_labels:  # the counts a DP model may keep are noisy
+            counts, released = private_class_counts(
+                labels,
+                train.units,
+                n_classes,
+                self.dp_.epsilon_preprocessing,
+                self.dp_.delta_preprocessing,
+                self.seed,
+            )
+        protected = np.flatnonzero((counts < privacy.rare_category_min_rows) | ~released)
         if use_labels and len(protected) == n_classes:
             raise InputDataError(
                 f"every class has fewer than privacy.rare_category_min_rows="
@@ -173,9 +187,20 @@ class ImageDiffusionSynthesizer:
             on_checkpoint=lambda done: setattr(self, "steps_trained_", done),
             progress=progress,
             fingerprint=self.fingerprint_,
+            dp=self.dp_,
+            units=train.units,
         )
         self.steps_trained_ = self.training.steps
         return self
+
+    def plan_dp(self, train: ImageSet) -> DPPlan | None:
+        """What DP training on `train` would spend, and how (None without `privacy.dp`): the
+        class counts are estimated privately when the model is conditional. Raises
+        `PrivacyBudgetError` when the budget cannot cover the training."""
+        labelled = train.labels is not None and self.model.conditional
+        privacy = self.privacy or PrivacySpec()
+        estimated = ["classes"] if labelled else []
+        return dp_plan(None, privacy, self.training, train.units, len(train.images), estimated)
 
     def fingerprint(self, train: ImageSet) -> str:
         """What a checkpoint must have been made for to be resumed: the training images, their
@@ -398,6 +423,7 @@ class ImageDiffusionSynthesizer:
             "channels": self.channels_,
             "steps_trained": getattr(self, "steps_trained_", None),
             "final_loss": getattr(self, "final_loss_", None),
+            "dp": dp_state(getattr(self, "dp_", None)),
         }
         write_state(directory, KIND, state)
         return directory
@@ -422,6 +448,7 @@ class ImageDiffusionSynthesizer:
         obj.channels_ = state["channels"]
         obj.steps_trained_ = state["steps_trained"]
         obj.final_loss_ = state["final_loss"]
+        obj.dp_ = dp_from_state(state.get("dp"))  # saved before DP existed: none
         return obj
 
 

@@ -42,16 +42,32 @@ class TabularDenoiser(ModelMixin, ConfigMixin):
         self.output = nn.Linear(dims[-1], n_num + sum(num_classes))
 
     def forward(
-        self, x: torch.Tensor, timesteps: torch.Tensor, labels: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        timesteps: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        groups: int = 1,
     ) -> torch.Tensor:
-        if len(timesteps) > 1 and bool((timesteps == timesteps[0]).all()):
+        """Rows in, predictions out. `groups` > 1 (DP-SGD's noise multiplicity): each run of
+        `groups` consecutive rows is one example under several noise draws; the layers see
+        them as [examples, draws, features], so Opacus computes one gradient per example."""
+        if not self.training and len(timesteps) > 1 and bool((timesteps == timesteps[0]).all()):
             # sampling: one timestep for the whole batch, embedded once and broadcast (a
-            # fifth of the forward pass on CPU when embedded row by row)
+            # fifth of the forward pass on CPU when embedded row by row). Never in training:
+            # DP-SGD's per-example gradients need every row's own embedding.
             timesteps = timesteps[:1]
-        emb = self.time_embedding(self.time_proj(timesteps).to(x.dtype))
+        proj = self.time_proj(timesteps).to(x.dtype)
+        if groups > 1:
+            x = x.reshape(-1, groups, x.shape[-1])
+            proj = proj.reshape(-1, groups, proj.shape[-1])
+            labels = None if labels is None else labels.reshape(-1, groups)
+        emb = self.time_embedding(proj)
         if self.label_embedding is not None:
             if labels is None:  # unconditional: the "no label" token
-                labels = torch.full_like(timesteps, self.config.num_labels, dtype=torch.long)
+                labels = torch.full(
+                    emb.shape[:-1], self.config.num_labels, dtype=torch.long, device=x.device
+                )
             emb = emb + self.label_embedding(labels)
         h = self.input_proj(x) + emb
-        return self.output(self.mlp(torch.nn.functional.silu(h)))
+        out = self.output(self.mlp(torch.nn.functional.silu(h)))
+        return out.reshape(-1, out.shape[-1])

@@ -168,9 +168,15 @@ class GaussianMultinomialDiffusion:
 
     # ---- training loss ------------------------------------------------------------------
     def p_losses(
-        self, model: Callable[..., torch.Tensor], x_num: torch.Tensor, x_cat: torch.Tensor, **kw
+        self,
+        model: Callable[..., torch.Tensor],
+        x_num: torch.Tensor,
+        x_cat: torch.Tensor,
+        per_row: bool = False,
+        **kw,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Noise a batch at random timesteps and score the denoiser's prediction."""
+        """Noise a batch at random timesteps and score the denoiser's prediction: the batch
+        means, or (`per_row`, for DP-SGD's per-example clipping) one loss per row."""
         b, device = x_num.shape[0], x_num.device
         t = torch.randint(0, self.num_timesteps, (b,), device=device)
         noise = torch.randn_like(x_num)
@@ -182,20 +188,25 @@ class GaussianMultinomialDiffusion:
             target = self.noise_scheduler.get_velocity(x_num, noise, t)
         else:
             target = noise
-        loss_num = F.mse_loss(out[:, : self.n_num], target) if self.n_num else out.sum() * 0
+        if self.n_num:
+            loss_num = F.mse_loss(out[:, : self.n_num], target, reduction="none").mean(-1)
+        else:
+            loss_num = out.sum(-1) * 0
         if not self.n_cat:
-            return loss_num, torch.zeros((), device=device)
-        if self.categorical_loss == "cross_entropy":
-            return loss_num, self.cross_entropy(out[:, self.n_num :], x_cat).mean()
-        nll = self.cross_entropy(out[:, self.n_num :], x_cat)
-        log_p0 = self.log_probs(out[:, self.n_num :])
-        x0_onehot = self.one_hot(x_cat)
-        true_post = self.q_posterior_cat(x_cat_t, x0_onehot, t, t - 1)
-        pred_post = self.q_posterior_cat(x_cat_t, log_p0.exp(), t, t - 1)
-        kl = true_post * (true_post.clamp(min=1e-30).log() - pred_post.clamp(min=1e-30).log())
-        kl = kl.sum(-1).mean(-1)
-        loss_cat = torch.where(t == 0, nll, kl).mean()
-        return loss_num, loss_cat
+            loss_cat = torch.zeros(b, device=device)
+        elif self.categorical_loss == "cross_entropy":
+            loss_cat = self.cross_entropy(out[:, self.n_num :], x_cat)
+        else:
+            nll = self.cross_entropy(out[:, self.n_num :], x_cat)
+            log_p0 = self.log_probs(out[:, self.n_num :])
+            x0_onehot = self.one_hot(x_cat)
+            true_post = self.q_posterior_cat(x_cat_t, x0_onehot, t, t - 1)
+            pred_post = self.q_posterior_cat(x_cat_t, log_p0.exp(), t, t - 1)
+            kl = true_post * (true_post.clamp(min=1e-30).log() - pred_post.clamp(min=1e-30).log())
+            loss_cat = torch.where(t == 0, nll, kl.sum(-1).mean(-1))
+        if per_row:
+            return loss_num, loss_cat
+        return loss_num.mean(), loss_cat.mean()
 
     def cross_entropy(self, flat_logits: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         """-log p(x_0 | x_t) per row, averaged over features, on the flat [b, sum K] layout:

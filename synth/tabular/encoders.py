@@ -79,8 +79,10 @@ class TableEncoder:
         min_rows: int = 5,
         rare_label: str = "_RARE_",
         offsets: dict[str, str] | None = None,
+        protect_unseen: bool = False,
     ):
         self.schema = schema
+        self.protect_unseen = protect_unseen
         self.condition_on_target = condition_on_target
         self.seed = seed
         self.min_rows = min_rows
@@ -119,7 +121,7 @@ class TableEncoder:
         self.rare_grouped_: dict[str, int] = {}
         for name in [*self.cat_columns_, *([target] if target else [])]:
             categories, grouped = _protected_categories(
-                df[name], self.schema.column(name), k, self.rare_label
+                df[name], self.schema.column(name), k, self.rare_label, self.protect_unseen
             )
             self.categories_[name] = categories
             if grouped:
@@ -394,12 +396,14 @@ class TableEncoder:
 
 
 def _protected_categories(
-    values: pd.Series, spec: ColumnSpec, k: int, rare_label: str
+    values: pd.Series, spec: ColumnSpec, k: int, rare_label: str, protect_unseen: bool = False
 ) -> tuple[list[Any], int]:
     """The column's categories as the training rows hold them, one per `category_key` (the
     first value seen wins), sorted, then the protected category, then `MISSING` when the
     column has missing values (or grouped rare values into one). Values held by fewer than
-    `k` rows are grouped: returns (categories, how many distinct values were grouped)."""
+    `k` rows are grouped: returns (categories, how many distinct values were grouped).
+    `protect_unseen` (DP, fitted on a sketch): the protected category is always there, for
+    the training rows' values the sketch did not release."""
     keys = category_keys(values)
     common = common_categories(values, k)
     firsts = keys.dropna().drop_duplicates()  # each key's first row, in row order
@@ -410,7 +414,7 @@ def _protected_categories(
         if key in common
     }
     categories: list[Any] = [first[key] for key in sorted(first)]
-    grouped = int(keys.nunique(dropna=True) - len(common))
+    grouped = int(keys.nunique(dropna=True) - len(common)) + int(protect_unseen)
     text = not numeric_like(spec)
     missing = bool(keys.isna().any())
     if grouped and not text:

@@ -31,7 +31,11 @@ from synth.data.rules import (
     rules_from_state,
 )
 from synth.data.schema import TableSchema
+from synth.data.units import table_units, unit_column
 from synth.device import autocast, pick_device
+from synth.dp.accounting import DPPlan, dp_from_state, dp_state
+from synth.dp.plan import dp_plan
+from synth.dp.preprocess import private_sketch
 from synth.errors import InputDataError, NotFittedError, SynthWarning
 from synth.hashing import dataframe_sha256, json_sha256
 from synth.labels import draw_labels
@@ -105,43 +109,81 @@ class TabularDiffusionSynthesizer:
         device = pick_device(self.device)
         checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.fingerprint_ = fingerprint or self.fingerprint(train)
-        modelled = self.schema.modelled
-        numeric = len(self.schema.of_kind("numeric", "datetime"))
-        self.training_ = self.training.resolved(len(train), len(modelled), numeric)
-        if self.training.steps is None:
+        privacy = self.privacy or PrivacySpec()
+        units = self._units(train)
+        self.training_ = self._resolved_training(train)
+        if self.training.steps is None and privacy.dp is None:
             log.info(
-                "training budget: %d steps, scaled to %d rows x %d columns (%d numeric)",
-                self.training_.steps, len(train), len(modelled), numeric,
+                "training budget: %d steps, scaled to %d rows x %d columns",
+                self.training_.steps, len(train), len(self.schema.modelled),
             )  # fmt: skip
         resume = should_resume(checkpoint_dir, self.fingerprint_, self.training.resume)
         if resume:
             loaded = type(self).load(checkpoint_dir, device=self.device)
             self._build(loaded.encoder_)
-        privacy = self.privacy or PrivacySpec()
+            self.label_counts_ = loaded.label_counts_
         k = privacy.rare_category_min_rows
-        self.rules_ = self._find_rules(train, k)
+        # What the encoder and rules learn from: the training rows, or under DP their
+        # private sketch (`synth.dp.preprocess`), so that all it keeps is DP.
+        self.dp_ = self.plan_dp(train)
+        facts = train
+        if self.dp_ is not None and not resume:
+            facts = private_sketch(
+                train,
+                self.schema,
+                units,
+                self.dp_.epsilon_preprocessing,
+                self.dp_.delta_preprocessing,
+                self.seed,
+            ).frame
+        self.rules_ = self._find_rules(facts, k, private=self.dp_ is not None)
         if not resume:
+            offsets = (
+                configured_offsets(train, self.schema, self.rules_, self.rules or RulesSpec(), k)
+                if self.dp_ is None
+                else {}  # a tie pattern is the data's, not the sketch's
+            )
             encoder = TableEncoder(
                 self.schema,
                 self.model.conditional,
                 self.seed,
                 min_rows=privacy.rare_category_min_rows,
                 rare_label=privacy.rare_category_label,
-                offsets=configured_offsets(
-                    train, self.schema, self.rules_, self.rules or RulesSpec(), k
-                ),
+                offsets=offsets,
+                protect_unseen=self.dp_ is not None,
             )
-            self._build(encoder.fit(train))
+            self._build(encoder.fit(facts))
+            labels = self.encoder_.transform(facts).y
+            self.label_counts_ = (
+                np.bincount(labels, minlength=len(self.encoder_.target_classes_)).tolist()
+                if labels is not None
+                else []
+            )
         enc = self.encoder_.transform(train)
-        self.label_counts_ = (
-            np.bincount(enc.y, minlength=len(self.encoder_.target_classes_)).tolist()
-            if enc.y is not None
-            else []
-        )
-        self._train(enc, device, checkpoint_dir, resume, progress)
+        self._train(enc, device, checkpoint_dir, resume, progress, units)
         return self
 
-    def _find_rules(self, train: pd.DataFrame, k: int) -> list[FixedValue | Ordering]:
+    def _units(self, train: pd.DataFrame) -> np.ndarray | None:
+        """Each training row's person code (`privacy.unit`); None: each row is a person."""
+        unit = (self.privacy or PrivacySpec()).unit
+        return table_units(train, unit_column(unit, list(train.columns)))
+
+    def _resolved_training(self, train: pd.DataFrame) -> TrainingSpec:
+        numeric = len(self.schema.of_kind("numeric", "datetime"))
+        dp = (self.privacy or PrivacySpec()).dp is not None
+        return self.training.resolved(len(train), len(self.schema.modelled), numeric, dp=dp)
+
+    def plan_dp(self, train: pd.DataFrame) -> DPPlan | None:
+        """What DP training on `train` would spend, and how (None without `privacy.dp`).
+        Raises `PrivacyBudgetError` when the budget cannot cover the training: called by the
+        job's check step, before any training."""
+        privacy = self.privacy or PrivacySpec()
+        training = self._resolved_training(train)
+        return dp_plan(self.schema, privacy, training, self._units(train), len(train))
+
+    def _find_rules(
+        self, train: pd.DataFrame, k: int, private: bool = False
+    ) -> list[FixedValue | Ordering]:
         """The logical rules of the training rows (`synth.data.rules`), as configured. Found
         again on resume; they shape the weights through the offsets (`configured_offsets`),
         so the rules spec is in the fingerprint."""
@@ -150,7 +192,7 @@ class TabularDiffusionSynthesizer:
             train,
             self.schema,
             k=k,
-            discover=spec.discover,
+            discover=spec.discover and not private,  # under DP, only declared rules
             min_support=spec.min_support,
             min_support_fraction=spec.min_support_fraction,
             add=spec.add,
@@ -180,6 +222,7 @@ class TabularDiffusionSynthesizer:
         checkpoint_dir: Path | None,
         resume: bool,
         progress: bool,
+        units: np.ndarray | None = None,
     ) -> None:
         accelerator = make_accelerator(device)  # one process, or one of N launched
         device = accelerator.device
@@ -196,12 +239,20 @@ class TabularDiffusionSynthesizer:
         y = torch.as_tensor(enc.y, device=device) if enc.y is not None else None
         n_labels = len(self.encoder_.target_classes_)
 
+        # DP: each sampled row is drawn `draws` times (timestep and noise), in one example
+        draws = self.dp_.noise_multiplicity if self.dp_ is not None else 1
+
         def loss_fn(net: torch.nn.Module, idx: torch.Tensor, generator: torch.Generator):
             kw: dict[str, Any] = {}
+            if self.dp_ is not None:  # per example: its draws' mean (`p_losses` per row)
+                idx = idx.repeat_interleave(draws)
+                kw["groups"], kw["per_row"] = draws, True
             if y is not None:
                 kw["labels"] = drop_labels(y[idx], self.model.cond_drop_prob, n_labels, generator)
             with autocast(device):
                 loss_num, loss_cat = diffusion.p_losses(net, x_num[idx], x_cat[idx], **kw)
+            if self.dp_ is not None:
+                return (loss_num + loss_cat).view(-1, draws).mean(1), {}
             return loss_num + loss_cat, {"num": loss_num, "cat": loss_cat}
 
         self.final_loss_ = train_loop(
@@ -217,8 +268,36 @@ class TabularDiffusionSynthesizer:
             on_checkpoint=lambda done: setattr(self, "steps_trained_", done),
             progress=progress,
             fingerprint=self.fingerprint_,
+            dp=self.dp_,
+            units=units,
+            per_example_loss=True,
         )
         self.steps_trained_ = self.training_.steps
+
+    def denoising_loss(self, rows: pd.DataFrame, draws: int = 16, seed: int = 0) -> np.ndarray:
+        """Per-row denoising loss, averaged over `draws` fixed draws of timestep and noise:
+        lower on rows the model memorised (the one-run audit's membership score)."""
+        self._check_fitted()
+        device = pick_device(self.device)
+        enc = self.encoder_.transform(rows)
+        diffusion = GaussianMultinomialDiffusion(
+            enc.x_num.shape[1],
+            self.encoder_.num_classes,
+            self.noise_scheduler_,
+            self.model.categorical_loss,
+        ).to(device)
+        self.noise_scheduler_.alphas_cumprod = self.noise_scheduler_.alphas_cumprod.to(device)
+        x_num = torch.as_tensor(enc.x_num, device=device)
+        x_cat = torch.as_tensor(enc.x_cat, device=device)
+        kw = {} if enc.y is None else {"labels": torch.as_tensor(enc.y, device=device)}
+        net = self.denoiser_.to(device).eval()
+        total = torch.zeros(len(rows), device=device)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            for d in range(draws):
+                torch.manual_seed(seed + d)  # the same draws for every row
+                loss_num, loss_cat = diffusion.p_losses(net, x_num, x_cat, per_row=True, **kw)
+                total += loss_num + loss_cat
+        return (total / draws).cpu().numpy()
 
     # ---- sample -------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -485,6 +564,7 @@ class TabularDiffusionSynthesizer:
             "label_counts": self.label_counts_,
             "steps_trained": getattr(self, "steps_trained_", None),
             "final_loss": getattr(self, "final_loss_", None),
+            "dp": dp_state(getattr(self, "dp_", None)),
         }
         write_state(directory, KIND, state)
         return directory
@@ -521,6 +601,7 @@ class TabularDiffusionSynthesizer:
         obj.training_ = TrainingSpec.model_validate(resolved)
         obj.steps_trained_ = state["steps_trained"]
         obj.final_loss_ = state["final_loss"]
+        obj.dp_ = dp_from_state(state.get("dp"))  # saved before DP existed: none
         return obj
 
 
