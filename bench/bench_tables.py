@@ -292,6 +292,8 @@ def peer_args(name: str, args: argparse.Namespace) -> list[str]:
         out += ["--epochs", str(epochs)]
     if name == "mostlyai":
         out += ["--max-minutes", str(1 if args.quick else args.mostlyai_minutes)]
+        if getattr(args, "dp_epsilon", None) is not None:  # bench_dp.py
+            out += ["--dp-epsilon", str(args.dp_epsilon)]
     return out
 
 
@@ -393,11 +395,16 @@ def skip_reason(name: str, t: Prepared, args: argparse.Namespace) -> str | None:
     return None
 
 
-def run_table(t: Prepared, names: list[str], work: Path, args: argparse.Namespace) -> dict:
+def write_peer_inputs(t: Prepared, work: Path) -> None:
+    """The training rows and their column kinds, as every peer reads them."""
     work.mkdir(parents=True, exist_ok=True)
     t.train.to_parquet(work / "train.parquet", index=False)
     meta = {"target": t.target, "columns": {c.name: c.kind for c in t.schema.modelled}}
     (work / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def run_table(t: Prepared, names: list[str], work: Path, args: argparse.Namespace) -> dict:
+    write_peer_inputs(t, work)
     timeout_s = 60 * (args.timeout_minutes or (15 if args.quick else 180))
     runs = []
     for name in names:

@@ -56,6 +56,7 @@ def rare_values(
     *,
     k: int,
     label: str,
+    check_numbers: bool = True,
 ) -> RareValues:
     """Count the synthetic cells a model protected with `k` on `train` could not emit.
 
@@ -63,7 +64,10 @@ def rare_values(
     protection emits, so they never count. Holdout-only cells (no training row holds the value,
     some holdout row does) are counted apart; they are rare values too. Numeric and datetime
     cells count as rare when they lie outside the protected bounds. The schema's `min`/`max`
-    are read as declared bounds (a job's stored schema holds only declared ones)."""
+    are read as declared bounds (a job's stored schema holds only declared ones).
+    `check_numbers` false (a DP model): numbers are not counted, for its bounds are DP
+    estimates from many people's values, which may reach past the `k`-th extremes by a bin
+    without releasing anyone's value; categories are counted as ever."""
     allowed = protected_values(train, schema, k, label)
     label_key = category_key(label)
     per_column: dict[str, ColumnDisclosure] = {}
@@ -76,6 +80,8 @@ def rare_values(
             in_holdout = keys.isin(set(category_keys(holdout[spec.name]).dropna()))
             n_rare = int(rare.sum())
             n_holdout_only = int((emitted & ~in_train & in_holdout).sum())
+        elif not check_numbers:
+            n_rare = n_holdout_only = 0
         else:
             values = numeric_values(synthetic[spec.name], spec.kind)
             n_rare = int(_outside(values, allowed.bounds[spec.name], spec.kind).sum())

@@ -206,7 +206,7 @@ def _rare_values(f: EvalFrames, schema: TableSchema, seed: int) -> dict[str, Any
     p = f.privacy
     return rare_values(
         f.train, f.holdout, f.synthetic, schema,
-        k=p.rare_category_min_rows, label=p.rare_category_label,
+        k=p.rare_category_min_rows, label=p.rare_category_label, check_numbers=p.dp is None,
     ).model_dump()  # fmt: skip
 
 

@@ -139,8 +139,9 @@ class TrainingSpec(_Strict):
         return self.model_copy(update={"steps": steps})
 
 
-DP_STEPS = 300
-"""Default DP-SGD steps: each step spends budget, so DP trains far fewer, on large batches."""
+DP_STEPS = 600
+"""Default DP-SGD steps: each step spends budget, so DP trains far fewer. On the demo at
+epsilon 3: quality 0.842 at 300 steps, 0.850 at 600."""
 BUDGET_REFERENCE = (5_000, 20, 2_000)
 """(rows, width, steps): the demo's scale, where about 2,000 steps of 1,024 rows train well."""
 BUDGET_BOUNDS = (1_000, 6_000)

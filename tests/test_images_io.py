@@ -187,7 +187,8 @@ def test_digits_dicom_files_are_valid_secondary_capture(digits_dicom: tuple[Path
     assert a.SOPClassUID == SecondaryCaptureImageStorage == a.file_meta.MediaStorageSOPClassUID
     assert a.SOPInstanceUID != b.SOPInstanceUID and a.SOPInstanceUID.is_valid
     assert a.file_meta.MediaStorageSOPInstanceUID == a.SOPInstanceUID
-    assert (a.Modality, str(a.PatientName), a.PatientID) == ("OT", "Digits^Demo", "DIGITS-DEMO")
+    assert (a.Modality, str(a.PatientName), a.PatientID) == ("OT", "Digits^Demo", "DIGITS-0003")
+    assert b.PatientID == "DIGITS-0004"  # each image its own made-up patient, by default
     assert (a.BitsStored, a.PhotometricInterpretation, a.pixel_array.shape) == (
         8,
         "MONOCHROME2",

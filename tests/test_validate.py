@@ -170,7 +170,8 @@ def test_intact_export_passes(good_export: Path):
     result = validate_export(good_export)
     assert result.passed, result.failures()
     assert result.format == "parquet"
-    assert [c.name for c in result.checks] == ["manifest", "checksums", "schema", "gate"]
+    assert [c.name for c in result.checks] == ["manifest", "checksums", "schema", "gate", "dp"]
+    assert result.check("dp").reason == "no DP figures (an export from before DP)"
     assert "3 parquet file(s)" in result.check("manifest").reason
     n_checks = len(Thresholds.model_fields)
     assert f"{n_checks} checks within thresholds" in result.check("gate").reason
@@ -533,7 +534,7 @@ def test_junit_has_one_case_per_check_and_the_failures(good_copy: Path, tmp_path
 
     root = ET.parse(path).getroot()  # an independent reader
     suite = root if root.tag == "testsuite" else root.find("testsuite")
-    assert int(suite.get("tests")) == len(result.checks) == 4
+    assert int(suite.get("tests")) == len(result.checks) == 5
     assert int(suite.get("failures")) == len(result.failures())
 
 

@@ -172,9 +172,16 @@ class MostlyPeer:
         }
         if self.args.epochs:
             kwargs["max_epochs"] = self.args.epochs
+        if self.args.dp_epsilon is not None:  # bench_dp.py: its Opacus DP at the same budget
+            kwargs["differential_privacy"] = {
+                "max_epsilon": self.args.dp_epsilon,
+                "delta": 2e-5,
+                "value_protection_epsilon": 0.1 * self.args.dp_epsilon,
+            }
         self.settings = {
             "max_training_time_min": self.args.max_minutes,
             "max_epochs": self.args.epochs or 100,
+            "differential_privacy": kwargs.get("differential_privacy"),
         }
         self.model = TabularARGN(**kwargs)
         self.model.fit(train)
@@ -315,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-minutes", type=float, default=DEFAULT_MAX_MINUTES,
                    help="mostlyai max_training_time (minutes)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dp-epsilon", type=float, default=None,
+                   help="mostlyai: train with differential privacy at this total epsilon "
+                   "(a tenth to value protection, training stopped at the total)")  # fmt: skip
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 

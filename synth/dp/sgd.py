@@ -15,7 +15,9 @@ accountant's (epsilon, delta) holds per person.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -27,6 +29,15 @@ from opacus.validators import ModuleValidator
 
 from synth.dp.accounting import DPPlan
 from synth.errors import ConfigError
+
+
+@contextmanager
+def _quiet_hooks():
+    """Opacus's hooks make torch warn on every backward pass when the inputs need no
+    gradient (ours never do): expected, and noise in a user's log."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        yield
 
 
 class UnitSampler:
@@ -134,9 +145,10 @@ class DPTrainer:
         if len(rows) == 0:  # an empty Poisson batch still takes its noise
             self._empty_step()
             return torch.zeros((), device=device)
-        if self.ghost:
-            return self._ghost_step(loss_of, rows)
-        return self._materialised_step(loss_of, rows)
+        with _quiet_hooks():
+            if self.ghost:
+                return self._ghost_step(loss_of, rows)
+            return self._materialised_step(loss_of, rows)
 
     def _empty_step(self) -> None:
         for p in self.params:

@@ -110,9 +110,13 @@ class GaussianMultinomialDiffusion:
         """[b, F, K_max] -> [b, sum K] (what the denoiser reads)."""
         return padded[:, self.mask]
 
-    def log_probs(self, flat_logits: torch.Tensor) -> torch.Tensor:
-        """Flat logits [b, sum K] -> padded log-probabilities [b, F, K_max] (pads are -inf)."""
-        padded = flat_logits[:, self.flat_index].masked_fill(~self.mask, float("-inf"))
+    def log_probs(
+        self, flat_logits: torch.Tensor, forbidden: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Flat logits [b, sum K] -> padded log-probabilities [b, F, K_max] (pads, and the
+        `forbidden` [F, K_max] categories, are -inf)."""
+        blocked = ~self.mask if forbidden is None else ~self.mask | forbidden
+        padded = flat_logits[:, self.flat_index].masked_fill(blocked, float("-inf"))
         return padded.log_softmax(dim=-1)
 
     def model_input(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
@@ -233,8 +237,10 @@ class GaussianMultinomialDiffusion:
         num_inference_steps: int,
         device: torch.device,
         generator: torch.Generator | None = None,
+        forbidden: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Run the reverse process from pure noise to (x_num, x_cat) in a few solver steps."""
+        """Run the reverse process from pure noise to (x_num, x_cat) in a few solver steps;
+        the predicted clean categories never hold a `forbidden` one, so no sample does."""
         solver.set_timesteps(num_inference_steps, device=device)
         x_num = torch.randn((n, self.n_num), device=device, generator=generator)
         uniform = self.mask.float().expand(n, -1, -1) / self.k
@@ -247,7 +253,7 @@ class GaussianMultinomialDiffusion:
             if self.n_num:
                 x_num = solver.step(out[:, : self.n_num], t, x_num, generator=generator).prev_sample
             if self.n_cat:
-                p0 = self.log_probs(out[:, self.n_num :]).exp()
+                p0 = self.log_probs(out[:, self.n_num :], forbidden).exp()
                 if s < 0:
                     x_cat = self.sample_categories(p0, generator)
                 else:

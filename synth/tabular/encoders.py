@@ -136,6 +136,7 @@ class TableEncoder:
                 order = split_codes.frequency_order(codes, len(levels))
                 self.categories_[name] = [levels[i] for i in order]
                 self.split_bases_[name] = base
+        self.never_emit_ = self._never_emitted(df) if self.protect_unseen else {}
         self.id_formats_: dict[str, IdFormat] = {}
         for spec in self.schema.of_kind("id"):
             if not spec.integer and not numeric_like(spec):
@@ -181,6 +182,23 @@ class TableEncoder:
         if nums:
             self.quantile_ = _block_quantiles(np.stack(nums, axis=1), k)
         return self
+
+    def _never_emitted(self, df: pd.DataFrame) -> dict[str, int]:
+        """DP: the code of each column's protected category where the sketch `df` holds none
+        of it. It stands for the training values the sketch did not release; the model
+        learns from them, but must never emit it (a split column is left out)."""
+        found = {}
+        for name in self.cat_columns_:
+            if name in self.split_bases_:
+                continue
+            spec = self.schema.column(name)
+            protected = MISSING if numeric_like(spec) else category_key(self.rare_label)
+            lookup = {category_key(c): i for i, c in enumerate(self.categories_[name])}
+            if protected in lookup and protected not in set(
+                category_keys(df[name]).fillna(MISSING)
+            ):
+                found[name] = lookup[protected]
+        return found
 
     def _features(self, values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The numbers the diffusion sees, before quantiles: each column's value, or its
@@ -346,6 +364,7 @@ class TableEncoder:
             "min_rows": self.min_rows,
             "rare_label": self.rare_label,
             "rare_grouped": self.rare_grouped_,
+            "never_emit": getattr(self, "never_emit_", {}),
             "bounds": {name: list(b) for name, b in self.bounds_.items()},
             "num_columns": self.num_columns_,
             "cat_columns": self.cat_columns_,
@@ -372,6 +391,7 @@ class TableEncoder:
             state["rare_label"],
         )
         enc.rare_grouped_ = state["rare_grouped"]
+        enc.never_emit_ = state.get("never_emit", {})  # saved before DP: none
         enc.bounds_ = {name: (lo, hi) for name, (lo, hi) in state["bounds"].items()}
         enc.num_columns_ = state["num_columns"]
         enc.cat_columns_ = state["cat_columns"]

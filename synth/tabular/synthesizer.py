@@ -475,12 +475,23 @@ class TabularDiffusionSynthesizer:
             num_inference_steps,
             device,
             generator,
+            forbidden=self._forbidden(diffusion, device),
         )
         return EncodedTable(
             x_num=x_num.cpu().numpy(),
             x_cat=_codes_to_host(x_cat, max(self.encoder_.num_classes, default=1)),
             y=None if y is None else y.cpu().numpy(),
         )
+
+    def _forbidden(self, diffusion: GaussianMultinomialDiffusion, device) -> torch.Tensor | None:
+        """The [feature, category] cells the model must never emit (`never_emit_`)."""
+        never = getattr(self.encoder_, "never_emit_", {})
+        if not never:
+            return None
+        forbidden = torch.zeros_like(diffusion.mask, dtype=torch.bool, device=device)
+        for name, code in never.items():
+            forbidden[self.encoder_.cat_columns_.index(name), code] = True
+        return forbidden
 
     def sample_shard(
         self,
