@@ -20,7 +20,7 @@ from jobs.reports import link_published_report, report_attachments
 from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
 from synth.config import JobSpec
-from synth.data.split import load_split, save_split, split_indices, split_units
+from synth.data.split import load_split, save_split, split_records
 from synth.dp.accounting import dp_state
 from synth.errors import InputDataError
 from synth.export.dicom import write_dicom_export
@@ -134,25 +134,16 @@ class ImageSteps(JobSteps):
         indices only."""
         image_set = self._read_real(spec, source)
         s = spec.split
-        if image_set.units is None:
-            train_idx, holdout_idx = split_indices(
-                source.n_records,
-                s.holdout_fraction,
-                spec.seed,
-                stratify=image_set.labels,
-                min_train_rows=s.min_train_rows,
-                min_holdout_rows=s.min_holdout_rows,
-            )
-        else:
-            train_idx, holdout_idx = split_units(
-                image_set.units,
-                s.holdout_fraction,
-                spec.seed,
-                stratify=image_set.labels,
-                min_train_rows=s.min_train_rows,
-                min_holdout_rows=s.min_holdout_rows,
-                unit_name="patient",
-            )
+        train_idx, holdout_idx = split_records(
+            source.n_records,
+            s.holdout_fraction,
+            spec.seed,
+            units=image_set.units,
+            stratify=image_set.labels,
+            min_train_rows=s.min_train_rows,
+            min_holdout_rows=s.min_holdout_rows,
+            unit_name="patient",
+        )
         return save_split(paths.split, train_idx, holdout_idx, source.data_hash)
 
     def real_sets(

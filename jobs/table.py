@@ -23,7 +23,7 @@ from synth.data.io import check_table, load_table
 from synth.data.parsing import check_values
 from synth.data.rules import check_rule
 from synth.data.schema import TableSchema, infer_schema
-from synth.data.split import load_split, save_split, split_indices, split_units
+from synth.data.split import load_split, save_split, split_records
 from synth.data.units import table_units, unit_column, with_unit_as_id
 from synth.dp.accounting import dp_state
 from synth.errors import InputDataError
@@ -110,25 +110,16 @@ class TableSteps(JobSteps):
             if schema.target and schema.target_kind == "categorical":
                 stratify = df[schema.target].astype(str).to_numpy()
         s = spec.split
-        if units is None:
-            train_idx, holdout_idx = split_indices(
-                source.n_records,
-                s.holdout_fraction,
-                spec.seed,
-                stratify=stratify,
-                min_train_rows=s.min_train_rows,
-                min_holdout_rows=s.min_holdout_rows,
-            )
-        else:
-            train_idx, holdout_idx = split_units(
-                units,
-                s.holdout_fraction,
-                spec.seed,
-                stratify=stratify,
-                min_train_rows=s.min_train_rows,
-                min_holdout_rows=s.min_holdout_rows,
-                unit_name=f"person ({unit!r})",
-            )
+        train_idx, holdout_idx = split_records(
+            source.n_records,
+            s.holdout_fraction,
+            spec.seed,
+            units=units,
+            stratify=stratify,
+            min_train_rows=s.min_train_rows,
+            min_holdout_rows=s.min_holdout_rows,
+            unit_name=f"person ({unit!r})",
+        )
         return save_split(paths.split, train_idx, holdout_idx, source.data_hash)
 
     def real_frames(

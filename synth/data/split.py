@@ -141,6 +141,27 @@ def split_units(
     return train.astype(np.int64), holdout.astype(np.int64)
 
 
+def split_records(
+    n_records: int,
+    holdout_fraction: float,
+    seed: int,
+    *,
+    units: np.ndarray | None = None,
+    stratify: np.ndarray | None = None,
+    min_train_rows: int = 50,
+    min_holdout_rows: int = 20,
+    unit_name: str = "unit",
+) -> tuple[np.ndarray, np.ndarray]:
+    """The job's split: by person (`split_units`) when records have `units`, by record
+    (`split_indices`) when each record is its own person."""
+    sizes = {"min_train_rows": min_train_rows, "min_holdout_rows": min_holdout_rows}
+    if units is None:
+        return split_indices(n_records, holdout_fraction, seed, stratify=stratify, **sizes)
+    return split_units(
+        units, holdout_fraction, seed, stratify=stratify, unit_name=unit_name, **sizes
+    )
+
+
 def save_split(
     path: str | os.PathLike[str],
     train_idx: np.ndarray,

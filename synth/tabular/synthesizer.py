@@ -227,16 +227,8 @@ class TabularDiffusionSynthesizer:
         accelerator = make_accelerator(device)  # one process, or one of N launched
         device = accelerator.device
         model = self.denoiser_.to(device).train()
-        diffusion = GaussianMultinomialDiffusion(
-            enc.x_num.shape[1],
-            self.encoder_.num_classes,
-            self.noise_scheduler_,
-            self.model.categorical_loss,
-        ).to(device)
-        self.noise_scheduler_.alphas_cumprod = self.noise_scheduler_.alphas_cumprod.to(device)
-        x_num = torch.as_tensor(enc.x_num, device=device)
-        x_cat = torch.as_tensor(enc.x_cat, device=device)
-        y = torch.as_tensor(enc.y, device=device) if enc.y is not None else None
+        diffusion = self._diffusion(device)
+        x_num, x_cat, y = self._tensors(enc, device)
         n_labels = len(self.encoder_.target_classes_)
 
         # DP: each sampled row is drawn `draws` times (timestep and noise), in one example
@@ -274,22 +266,34 @@ class TabularDiffusionSynthesizer:
         )
         self.steps_trained_ = self.training_.steps
 
+    def _diffusion(self, device: torch.device) -> GaussianMultinomialDiffusion:
+        """The diffusion over the encoder's layout, on `device` (with the scheduler's table)."""
+        self.noise_scheduler_.alphas_cumprod = self.noise_scheduler_.alphas_cumprod.to(device)
+        return GaussianMultinomialDiffusion(
+            self.encoder_.n_num,
+            self.encoder_.num_classes,
+            self.noise_scheduler_,
+            self.model.categorical_loss,
+        ).to(device)
+
+    @staticmethod
+    def _tensors(enc: EncodedTable, device: torch.device):
+        """(x_num, x_cat, y or None) of an encoded table, on `device`."""
+        y = None if enc.y is None else torch.as_tensor(enc.y, device=device)
+        return (
+            torch.as_tensor(enc.x_num, device=device),
+            torch.as_tensor(enc.x_cat, device=device),
+            y,
+        )
+
     def denoising_loss(self, rows: pd.DataFrame, draws: int = 16, seed: int = 0) -> np.ndarray:
         """Per-row denoising loss, averaged over `draws` fixed draws of timestep and noise:
         lower on rows the model memorised (the one-run audit's membership score)."""
         self._check_fitted()
         device = pick_device(self.device)
-        enc = self.encoder_.transform(rows)
-        diffusion = GaussianMultinomialDiffusion(
-            enc.x_num.shape[1],
-            self.encoder_.num_classes,
-            self.noise_scheduler_,
-            self.model.categorical_loss,
-        ).to(device)
-        self.noise_scheduler_.alphas_cumprod = self.noise_scheduler_.alphas_cumprod.to(device)
-        x_num = torch.as_tensor(enc.x_num, device=device)
-        x_cat = torch.as_tensor(enc.x_cat, device=device)
-        kw = {} if enc.y is None else {"labels": torch.as_tensor(enc.y, device=device)}
+        diffusion = self._diffusion(device)
+        x_num, x_cat, y = self._tensors(self.encoder_.transform(rows), device)
+        kw = {} if y is None else {"labels": y}
         net = self.denoiser_.to(device).eval()
         total = torch.zeros(len(rows), device=device)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -455,12 +459,7 @@ class TabularDiffusionSynthesizer:
         """One reverse-diffusion pass of `size` rows, copied to the host still encoded."""
         device = generator.device
         model = self.denoiser_.to(device).eval()
-        diffusion = GaussianMultinomialDiffusion(
-            self.encoder_.n_num,
-            self.encoder_.num_classes,
-            self.noise_scheduler_,
-            self.model.categorical_loss,
-        ).to(device)
+        diffusion = self._diffusion(device)
         y = None if labels is None else torch.as_tensor(labels, device=device)
 
         def predict(x: torch.Tensor, t: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
