@@ -12,7 +12,11 @@ The number of people is treated as public, as Opacus's sampling rate (batch / n)
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
+import numpy as np
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
 from pydantic import BaseModel, ConfigDict
@@ -57,6 +61,21 @@ class DPPlan(BaseModel):
     """The columns (or `classes`) whose values were estimated privately."""
 
 
+@contextmanager
+def _quiet_accountant() -> Iterator[None]:
+    """Opacus's accountants warn while they search (an order at the edge of RDP's range,
+    overflow in PRV's tails): figures it handles, and noise in a user's log."""
+    with warnings.catch_warnings(), _numpy_quiet():
+        warnings.filterwarnings("ignore", module=r"opacus\.accountants")
+        yield
+
+
+@contextmanager
+def _numpy_quiet() -> Iterator[None]:
+    with np.errstate(all="ignore"):
+        yield
+
+
 def resolve_delta(spec: DPSpec, n_units: int) -> float:
     """`auto`: 1 / (10 n), rounded down to one significant digit; an explicit delta must be
     below 1 / n, or one person's whole record could be released with probability delta."""
@@ -78,7 +97,8 @@ def training_epsilon(
     """The epsilon Opacus's accountant gives `steps` steps of the sampled Gaussian mechanism."""
     acc = create_accountant(mechanism=accountant)
     acc.history = [(noise_multiplier, sample_rate, steps)]
-    return float(acc.get_epsilon(delta=delta))
+    with _quiet_accountant():
+        return float(acc.get_epsilon(delta=delta))
 
 
 def plan_training(
@@ -108,13 +128,14 @@ def plan_training(
         f"(now {steps} steps, sampling rate {sample_rate:.3g})"
     )
     try:
-        sigma = get_noise_multiplier(
-            target_epsilon=eps_train,
-            target_delta=delta_train,
-            sample_rate=sample_rate,
-            steps=steps,
-            accountant=spec.accountant,
-        )
+        with _quiet_accountant():
+            sigma = get_noise_multiplier(
+                target_epsilon=eps_train,
+                target_delta=delta_train,
+                sample_rate=sample_rate,
+                steps=steps,
+                accountant=spec.accountant,
+            )
     except ValueError:
         sigma = math.inf
     if sigma > MAX_NOISE_MULTIPLIER:
