@@ -288,6 +288,60 @@ def _plotted_columns(evaluation: TableEvaluation, schema: TableSchema) -> list[C
     return [c for c in specs if c.name in chosen]
 
 
+DP_FIGURES = (
+    ("epsilon", "epsilon (whole run)"),
+    ("epsilon_preprocessing", "epsilon spent on preprocessing"),
+    ("epsilon_training", "epsilon spent on training"),
+    ("delta", "delta"),
+    ("unit", "privacy unit"),
+    ("n_units", "people"),
+    ("accountant", "accountant"),
+    ("noise_multiplier", "noise multiplier"),
+    ("max_grad_norm", "clipping norm"),
+    ("sample_rate", "sampling rate"),
+    ("steps", "steps"),
+    ("noise_multiplicity", "noise draws per example"),
+    ("preprocessing", "preprocessing"),
+)
+
+
+def dp_html(extra: dict[str, Any]) -> str:
+    """The formal guarantee: the DP figures, or a plain statement that there is none."""
+    if "dp" not in extra:
+        return ""
+    dp = extra["dp"]
+    if dp is None:
+        return (
+            "<h2>Differential privacy</h2><p>None: trained without differential privacy "
+            "(<code>dp: null</code>). The checks above are evidence, not a guarantee.</p>"
+        )
+    rows = "".join(
+        f"<tr><td>{html.escape(label)}</td><td>{html.escape(_figure(dp.get(key)))}</td></tr>"
+        for key, label in DP_FIGURES
+    )
+    estimated = ", ".join(dp.get("estimated") or []) or "nothing (the schema declared it all)"
+    return (
+        "<h2>Differential privacy</h2><table>" + rows + "</table>"
+        f"<p>Estimated privately: {html.escape(estimated)}.</p>"
+    )
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def extra_html(extra: dict[str, Any] | None) -> str:
+    """What a report shows besides the checks: DP, protection, and the lineage."""
+    if not extra:
+        return ""
+    lineage = html.escape(json.dumps(extra, indent=2, default=str))
+    return (
+        dp_html(extra)
+        + protection_html(extra.get("protection"))
+        + f"<h2>Lineage</h2><pre>{lineage}</pre>"
+    )
+
+
 def protection_html(protection: dict[str, Any] | None) -> str:
     """What rare-value protection withheld, in counts: grouped values per column, or
     protected image classes. Never a value."""
@@ -376,11 +430,7 @@ def render_html(
     omitted = len(schema.modelled) - len(specs)
     heat = _heatmap(evaluation, [c.name for c in specs])
     m = evaluation.metrics
-    extra_html = protection_html((extra or {}).get("protection")) + (
-        f"<h2>Lineage</h2><pre>{html.escape(json.dumps(extra, indent=2, default=str))}</pre>"
-        if extra
-        else ""
-    )
+    extras = extra_html(extra)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Synthetic data evaluation</title>
 <style>{_CSS}</style></head><body>
@@ -404,6 +454,6 @@ percentiles, categories seen fewer than {MIN_CATEGORY_COUNT} times pooled as "(r
 {img_tag(_dcr_plot(evaluation), "DCR histogram")}
 <p class="muted">Synthetic rows should sit no closer to the training data than fresh holdout
 rows do; a synthetic spike near zero means copied or nearly copied records.</p>
-{extra_html}
+{extras}
 </body></html>
 """

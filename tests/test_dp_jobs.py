@@ -55,6 +55,8 @@ def test_a_dp_table_job_exports_and_every_record_states_the_same_figures(
     assert dp["epsilon"] <= 3.0 + 1e-9 and dp["delta"] <= 1 / (10 * 4930)
     assert dp["epsilon"] == pytest.approx(dp["epsilon_preprocessing"] + dp["epsilon_training"])
     assert dp["preprocessing"] == "estimated" and "tenure" in dp["estimated"]
+    page = (out / "report.html").read_text()
+    assert "<h2>Differential privacy</h2>" in page and f"{dp['epsilon']:.4g}" in page
     # the Parquet files carry the same figures, read by pyarrow alone
     part = sorted((out / "synthetic").glob("*.parquet"))[0]
     meta = json.loads(pq.read_schema(part).metadata[b"synth"])

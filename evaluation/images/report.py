@@ -27,11 +27,11 @@ from evaluation.report import (
     BASE_CSS,
     checks_table,
     distance_histogram_plot,
+    extra_html,
     gate_banner,
     gate_failures,
     img_tag,
     metrics_table,
-    protection_html,
 )
 from evaluation.table import json_safe
 from synth.atomic import atomic_write_text
@@ -152,11 +152,7 @@ def render_html(
         if evaluation.mia_attack == "loss"
         else "distance-based (distance to the nearest synthetic image; no loss function given)"
     )
-    extra_html = protection_html((extra or {}).get("protection")) + (
-        f"<h2>Lineage</h2><pre>{html.escape(json.dumps(extra, indent=2, default=str))}</pre>"
-        if extra
-        else ""
-    )
+    extras = extra_html(extra)
     c, h, w = evaluation.image_shape
     grid_note = f"; {grid_withheld} withheld as near duplicates of train images" * (
         grid_withheld > 0
@@ -194,7 +190,7 @@ holdout images do; a synthetic spike near zero means copied or nearly copied ima
 <p class="muted">Synthetic images only; the train images they are close to are never shown.
 {closest_note}</p>
 {closest}
-{extra_html}
+{extras}
 </body></html>
 """
 
