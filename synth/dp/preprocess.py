@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from synth.data.categories import MISSING, category_keys
+from synth.data.categories import MISSING, category_key, category_keys
 from synth.data.parsing import epoch_ns, parse_numbers
 from synth.data.precision import MAX_DECIMALS, TIME_UNITS
 from synth.data.schema import ColumnSpec, TableSchema
@@ -97,8 +97,10 @@ def _declared(spec: ColumnSpec) -> bool:
 
 
 def estimated_columns(schema: TableSchema) -> list[str]:
-    """The modelled columns whose values DP preprocessing must estimate (not declared)."""
-    return [c.name for c in schema.modelled if not _declared(c)]
+    """The modelled columns whose values DP preprocessing must estimate: those not declared,
+    and a categorical target, whose class frequencies the model samples labels from."""
+    target = schema.target
+    return [c.name for c in schema.modelled if not _declared(c) or c.name == target]
 
 
 def private_sketch(
@@ -117,6 +119,7 @@ def private_sketch(
     estimated = estimated_columns(schema)
     categorical = [c for c in modelled if c.kind == "categorical" and c.name in estimated]
     numeric = [c for c in modelled if c.kind != "categorical" and c.name in estimated]
+    thresholded = [c for c in categorical if c.categories is None]
     # queries: one per categorical; coarse + fine + precision per numeric
     n_queries = len(categorical) + 3 * len(numeric)
     sigma = threshold = 0.0
@@ -124,12 +127,15 @@ def private_sketch(
         if epsilon <= 0:
             raise InputDataError("DP preprocessing needs a share of epsilon above 0")
         sigma = gaussian_sigma(n_queries, epsilon, delta / 2)
-        threshold = sparse_threshold(sigma, delta / 2 / max(1, len(categorical)))
+        threshold = sparse_threshold(sigma, delta / 2 / max(1, len(thresholded)))
     noise = np.random.default_rng(rng.integers(2**63))
     out: dict[str, object] = {}
     for spec in schema.columns:
         if spec.kind == "categorical":
-            out[spec.name] = _categorical(spec, rows[spec.name], sigma, threshold, n, noise)
+            counted = spec.name in estimated
+            out[spec.name] = _categorical(
+                spec, rows[spec.name], sigma, threshold, n, noise, counted
+            )
         elif spec.kind in ("numeric", "datetime"):
             out[spec.name] = _numeric(spec, rows[spec.name], sigma, n, noise)
         else:  # ids and constants: nothing of theirs is modelled
@@ -154,13 +160,25 @@ def _allocate(weights: np.ndarray, n: int) -> np.ndarray:
 
 
 def _categorical(
-    spec: ColumnSpec, values: pd.Series, sigma: float, threshold: float, n: int, rng
+    spec: ColumnSpec,
+    values: pd.Series,
+    sigma: float,
+    threshold: float,
+    n: int,
+    rng,
+    counted: bool = True,
 ) -> pd.Series:
-    """The sketch column of a categorical: its declared values, or the noisy histogram's
-    values above the threshold, in proportion to their noisy counts."""
+    """The sketch column of a categorical: its declared values (as often as a noisy count
+    says when `counted`, evenly otherwise), or the noisy histogram's values above the
+    threshold, in proportion to their noisy counts."""
     if spec.categories is not None:
         levels = list(spec.categories)
-        counts = _allocate(np.ones(len(levels)), n)
+        weights = np.ones(len(levels))
+        if counted:  # the declared values' counts, noised; no threshold: the values are public
+            held = category_keys(values).value_counts()
+            true = np.array([held.get(category_key(v), 0) for v in levels], dtype=float)
+            weights = np.clip(true + rng.normal(0.0, sigma, len(levels)), 0.0, None)
+        counts = _allocate(weights, n)
     else:
         keys = category_keys(values).fillna(MISSING)
         held = keys.value_counts()
