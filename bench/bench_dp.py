@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             record(entry)
         if "mostlyai" in peers:
             console.print(f"mostlyai at epsilon {label}")
-            work = args.out / f"mostlyai-{label}"
+            work = (args.out / f"mostlyai-{label}").resolve()
             write_peer_inputs(t, work)
             args.seed, args.quick, args.sdv_epochs, args.fd_noise_levels = 0, False, None, None
             args.dp_epsilon = None if math.isinf(epsilon) else epsilon

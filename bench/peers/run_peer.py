@@ -173,15 +173,19 @@ class MostlyPeer:
         if self.args.epochs:
             kwargs["max_epochs"] = self.args.epochs
         if self.args.dp_epsilon is not None:  # bench_dp.py: its Opacus DP at the same budget
-            kwargs["differential_privacy"] = {
-                "max_epsilon": self.args.dp_epsilon,
-                "delta": 2e-5,
-                "value_protection_epsilon": 0.1 * self.args.dp_epsilon,
-            }
+            from mostlyai.engine.domain import DifferentialPrivacyConfig
+
+            kwargs["differential_privacy"] = DifferentialPrivacyConfig(
+                max_epsilon=self.args.dp_epsilon,
+                delta=2e-5,
+                value_protection_epsilon=0.1 * self.args.dp_epsilon,
+            )
         self.settings = {
             "max_training_time_min": self.args.max_minutes,
             "max_epochs": self.args.epochs or 100,
-            "differential_privacy": kwargs.get("differential_privacy"),
+            "differential_privacy": (
+                kwargs["differential_privacy"].model_dump() if self.args.dp_epsilon else None
+            ),
         }
         self.model = TabularARGN(**kwargs)
         self.model.fit(train)
