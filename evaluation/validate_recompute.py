@@ -35,6 +35,8 @@ def recorded_thresholds(report: dict[str, Any], model: type[BaseModel]) -> BaseM
         for c in checks
         if isinstance(c, dict) and isinstance(c.get("threshold"), int | float)
     }
+    if any(isinstance(c, dict) and c.get("name") == "dp" for c in checks):
+        values["require_dp"] = True  # the `dp` check exists only when DP was required
     return model(**{k: v for k, v in values.items() if k in known})
 
 
