@@ -207,8 +207,16 @@ def test_override_unknown_column(churn):
 
 
 def test_override_rejects_unknown_fields():
-    with pytest.raises(ValueError, match="categories"):
-        ColumnOverride.model_validate({"categories": ["a"]})
+    with pytest.raises(ValueError, match="levels"):
+        ColumnOverride.model_validate({"levels": ["a"]})
+
+
+def test_declared_categories_survive_structure_and_inferred_ones_do_not(churn):
+    """A DP run takes declared categories as public; inferred ones are data, so dropped."""
+    overrides = {"contract": ColumnOverride(categories=["Month-to-month", "One year"])}
+    bare = infer_schema(churn, target="churn", overrides=overrides).structure(overrides)
+    assert bare.column("contract").categories == ["Month-to-month", "One year"]
+    assert bare.column("payment_method").categories is None
 
 
 def test_structure_keeps_kinds_and_declared_bounds_only(churn):
