@@ -17,6 +17,7 @@ from jobs.paths import JobPaths
 from jobs.reports import link_published_report, report_attachments
 from jobs.shards import staged_files
 from synth.atomic import atomic_write_text
+from synth.checkpoint import read_state
 from synth.config import JobSpec
 from synth.data.categories import MISSING, category_keys
 from synth.data.io import check_table, load_table
@@ -25,7 +26,6 @@ from synth.data.rules import check_rule
 from synth.data.schema import TableSchema, infer_schema
 from synth.data.split import load_split, save_split, split_records
 from synth.data.units import table_units, unit_column, with_unit_as_id
-from synth.dp.accounting import dp_state
 from synth.errors import InputDataError
 from synth.export.parquet import to_arrow_table, write_parquet_export
 from synth.hashing import file_sha256
@@ -35,6 +35,7 @@ from synth.tabular.encoders import TableEncoder
 from synth.tabular.synthesizer import (
     CPU_SHARD_ROWS,
     CUDA_SHARD_ROWS,
+    KIND,
     TabularDiffusionSynthesizer,
 )
 
@@ -208,7 +209,7 @@ class TableSteps(JobSteps):
         train_df, holdout_df = self.real_frames(spec, source, split_path)
         synthetic = _head(paths.staging, spec.evaluation.max_rows)
         schema = read_schema(source.info_path)
-        dp = dp_state(self.load_synthesizer(spec, paths).dp_)
+        dp = read_state(paths.model, KIND).get("dp")  # the model's DP figures, not its weights
         return TableInputs(
             train_df, holdout_df, synthetic, schema, privacy=spec.privacy, rules=spec.rules, dp=dp
         )

@@ -65,14 +65,8 @@ class DPPlan(BaseModel):
 def _quiet_accountant() -> Iterator[None]:
     """Opacus's accountants warn while they search (an order at the edge of RDP's range,
     overflow in PRV's tails): figures it handles, and noise in a user's log."""
-    with warnings.catch_warnings(), _numpy_quiet():
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.filterwarnings("ignore", module=r"opacus\.accountants")
-        yield
-
-
-@contextmanager
-def _numpy_quiet() -> Iterator[None]:
-    with np.errstate(all="ignore"):
         yield
 
 

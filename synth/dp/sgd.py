@@ -116,22 +116,16 @@ class DPTrainer:
             self.module = GradSampleModuleFastGradientClipping(
                 model, max_grad_norm=plan.max_grad_norm, use_ghost_clipping=True
             )
-            self.optimizer = DPOptimizerFastGradientClipping(
-                optimizer,
-                noise_multiplier=plan.noise_multiplier,
-                max_grad_norm=plan.max_grad_norm,
-                expected_batch_size=expected,
-                generator=noise,
-            )
         else:
             self.module = GradSampleModule(model, loss_reduction="mean")
-            self.optimizer = DPOptimizer(
-                optimizer,
-                noise_multiplier=plan.noise_multiplier,
-                max_grad_norm=plan.max_grad_norm,
-                expected_batch_size=expected,
-                generator=noise,
-            )
+        dp_optimizer = DPOptimizerFastGradientClipping if self.ghost else DPOptimizer
+        self.optimizer = dp_optimizer(
+            optimizer,
+            noise_multiplier=plan.noise_multiplier,
+            max_grad_norm=plan.max_grad_norm,
+            expected_batch_size=expected,
+            generator=noise,
+        )
         self.sampler = UnitSampler(units, n_rows, plan.sample_rate, seed)
         self.params = [p for p in model.parameters() if p.requires_grad]
 

@@ -125,7 +125,7 @@ class TabularDiffusionSynthesizer:
         k = privacy.rare_category_min_rows
         # What the encoder and rules learn from: the training rows, or under DP their
         # private sketch (`synth.dp.preprocess`), so that all it keeps is DP.
-        self.dp_ = self.plan_dp(train)
+        self.dp_ = dp_plan(self.schema, privacy, self.training_, units, len(train))
         facts = train
         if self.dp_ is not None and not resume:
             facts = private_sketch(
