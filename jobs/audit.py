@@ -9,6 +9,7 @@ folder that is deleted afterwards.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 
@@ -86,10 +87,9 @@ def _with(train: ImageSet, holdout: ImageSet, extra: np.ndarray) -> ImageSet:
     def cat(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
         return None if a is None or b is None else np.concatenate([a, b[extra]])
 
-    return ImageSet(
-        np.concatenate([train.images, holdout.images[extra]]),
-        cat(train.labels, holdout.labels),
-        train.class_names,
-        train.source,
-        cat(train.units, holdout.units),
+    return dataclasses.replace(
+        train,
+        images=np.concatenate([train.images, holdout.images[extra]]),
+        labels=cat(train.labels, holdout.labels),
+        units=cat(train.units, holdout.units),
     )

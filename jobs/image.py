@@ -156,7 +156,7 @@ class ImageSteps(JobSteps):
         def part(idx: np.ndarray) -> ImageSet:
             labels = None if s.labels is None else s.labels[idx]
             units = None if s.units is None else s.units[idx]
-            return ImageSet(s.images[idx], labels, s.class_names, s.source, units)
+            return dataclasses.replace(s, images=s.images[idx], labels=labels, units=units)
 
         return part(tr), part(ho)
 

@@ -49,6 +49,10 @@ class ImageSourceSpec(_Strict):
     """`folder`: the name of each file's sub-folder (no sub-folders: no labels)."""
     label_attribute: str | None = None
     """DICOM keyword holding the label when labels = dicom_attribute, e.g. BodyPartExamined."""
+    classes: list[str] | None = Field(None, min_length=1)
+    """The label classes, declared public (a protocol's or a folder layout's fixed names).
+    Under DP their names cost nothing and no class is thresholded away: only their counts
+    are estimated privately. An image whose label is not in the list is refused."""
     skip_unreadable: bool = False
     """Skip (with a warning) files that cannot be decoded, instead of failing."""
 
@@ -63,6 +67,13 @@ class ImageSourceSpec(_Strict):
                 "image, e.g. BodyPartExamined, Modality or SeriesDescription"
             )
         return keyword
+
+    @field_validator("classes")
+    @classmethod
+    def _distinct(cls, classes: list[str] | None) -> list[str] | None:
+        if classes is not None and len(set(classes)) != len(classes):
+            raise ValueError("source.images.classes lists a class twice")
+        return classes
 
 
 class SourceSpec(_Strict):
@@ -207,6 +218,10 @@ class DPSpec(_Strict):
     noise_multiplicity: int = Field(4, ge=1, le=64)
     """Noise draws (timestep and noise) per example inside its one clipped gradient (DPDM):
     free in privacy, it lowers the variance the clipping and noise act on."""
+    max_physical_batch_size: int = Field(256, ge=1)
+    """The most examples whose per-example gradients are held in memory at once: a larger
+    Poisson batch is clipped in parts and noised once (Opacus's BatchMemoryManager protocol).
+    Memory only: the privacy is unchanged."""
     preprocessing_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     """Share of epsilon (and delta) spent estimating categories, bounds and quantiles when the
     schema does not declare them (0 is allowed only when every column is declared)."""

@@ -177,6 +177,29 @@ def test_ghost_clipping_and_materialised_gradients_take_the_same_steps():
     assert torch.allclose(weights[0], weights[1], atol=1e-5)
 
 
+@pytest.mark.parametrize("per_example", [True, False])
+def test_a_large_batch_in_physical_parts_takes_the_same_steps(per_example):
+    """Split into parts of 5 (BatchMemoryManager's protocol), the same noisy steps give the
+    same weights as whole batches of about 32: the noise is added once per step."""
+    weights = []
+    for part in (1024, 5):
+        model = _denoiser()
+        plan = _plan(0.7).model_copy(update={"max_physical_batch_size": part})
+        trainer = DPTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), plan,
+                            None, 64, seed=3, per_example_loss=per_example)  # fmt: skip
+        trainer.sampler = UnitSampler(None, 64, 0.5, seed=3)
+        for _ in range(3):
+            trainer.step(_loss(per_example), "cpu")
+        trainer.close()
+        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert not torch.allclose(weights[0], _flat(_denoiser()))  # the steps moved the weights
+    assert torch.allclose(weights[0], weights[1], atol=1e-5)
+
+
+def _flat(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
 def test_noise_multiplicity_keeps_one_example_per_group():
     """Four noise draws of one row are one example: clipped once, to the bound."""
     model = _denoiser()
@@ -257,6 +280,37 @@ def test_private_class_counts_protect_a_rare_class():
     counts, kept = private_class_counts(labels, None, 3, epsilon=1.0, delta=1e-5, seed=0)
     assert kept.tolist() == [True, True, False]
     assert abs(counts[0] - 500) < 100
+    # declared public, the class survives its noise (only its count is estimated)
+    counts, kept = private_class_counts(
+        labels, None, 3, epsilon=1.0, delta=1e-5, seed=0, declared=True
+    )
+    assert kept.all() and abs(counts[0] - 500) < 100
+
+
+def test_a_dp_image_model_names_the_fix_when_every_class_falls_below_the_threshold():
+    """Digits at epsilon 1: a tenth of it cannot tell about 20 images a class from noise. The
+    fit stops before training and names the fix; declared public, the classes are kept."""
+    from sklearn.datasets import load_digits
+
+    from synth.config import ImageModelSpec
+    from synth.images.io import ImageSet
+    from synth.images.synthesizer import ImageDiffusionSynthesizer
+
+    d = load_digits()
+    keep = d.target < 3
+    images = (d.images[keep][:60, None] / 16.0).astype(np.float32)
+    train = ImageSet(images, d.target[keep][:60], ["0", "1", "2"])
+    synth = ImageDiffusionSynthesizer(
+        ImageModelSpec(block_out_channels=[8, 8]),
+        TrainingSpec(steps=1, batch_size=16),
+        device="cpu",
+        privacy=PrivacySpec(dp=DPSpec(epsilon=1.0, noise_multiplicity=1)),
+    )
+    with pytest.raises(PrivacyBudgetError, match="source.images.classes"):
+        synth.fit(train, progress=False)
+    train.classes_declared = True
+    synth.fit(train, progress=False)
+    assert synth.protected_classes_ == [] and synth.dp_.estimated == ["class counts"]
 
 
 # ---- the audit ----------------------------------------------------------------------------

@@ -110,6 +110,21 @@ def test_label_rules(tmp_path: Path) -> None:
         )
 
 
+def test_declared_classes_fix_the_order_and_refuse_an_unlisted_label(tmp_path: Path) -> None:
+    for i, cls in enumerate(["zeta", "alpha", "zeta"]):
+        _save(tmp_path / "set" / cls / f"{i}.png", _gray(i))
+    found = load_images(tmp_path / "set", ImageSourceSpec())
+    assert found.class_names == ["alpha", "zeta"] and not found.classes_declared
+    declared = load_images(tmp_path / "set", ImageSourceSpec(classes=["zeta", "beta", "alpha"]))
+    assert declared.class_names == ["zeta", "beta", "alpha"] and declared.classes_declared
+    assert declared.labels.tolist() == [2, 0, 0]  # sorted files: alpha/1, zeta/0, zeta/2
+    with pytest.raises(InputDataError, match="outside source.images.classes") as err:
+        load_images(tmp_path / "set", ImageSourceSpec(classes=["alpha"]))
+    assert "zeta" not in str(err.value)  # the image is named, never its label
+    with pytest.raises(ValueError, match="twice"):
+        ImageSourceSpec(classes=["a", "a"])
+
+
 def _digits_dataset(n: int) -> tuple[datasets.Dataset, np.ndarray, np.ndarray]:
     pixels, targets = digits_images(resolution=8)
     features = datasets.Features(

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import numpy as np
 from opacus.accountants import create_accountant
 from opacus.accountants.utils import get_noise_multiplier
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from synth.config import DPSpec
 from synth.errors import ConfigError
@@ -59,6 +59,8 @@ class DPPlan(BaseModel):
     """`declared` (the schema gave every value: nothing spent) or `estimated` (DP mechanisms)."""
     estimated: list[str] = []
     """The columns (or `classes`) whose values were estimated privately."""
+    max_physical_batch_size: int = Field(256, exclude=True)
+    """A memory setting of the training, not a privacy figure: not reported."""
 
 
 @contextmanager
@@ -156,6 +158,7 @@ def plan_training(
         delta_training=delta_train,
         preprocessing="estimated" if estimated else "declared",
         estimated=estimated,
+        max_physical_batch_size=spec.max_physical_batch_size,
     )
 
 

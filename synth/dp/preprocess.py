@@ -360,13 +360,19 @@ def private_class_counts(
     epsilon: float,
     delta: float,
     seed: int,
+    declared: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Noisy image counts per class from one image per person, and which classes pass the
     sparse threshold (the others are protected: trained as the null class, never sampled).
-    Class names may come from the data (a DICOM attribute), so they are thresholded too."""
+    Class names may come from the data (a DICOM attribute), so they are thresholded too,
+    unless `declared` public (source.images.classes): then every class is kept, and all of
+    delta goes to the counts."""
     rng = np.random.default_rng(seed)
     one = np.asarray(labels)[one_per_person(len(labels), units, rng)]
-    sigma = gaussian_sigma(1, epsilon, delta / 2)
+    sigma = gaussian_sigma(1, epsilon, delta if declared else delta / 2)
     noisy = np.bincount(one, minlength=n_classes) + rng.normal(0.0, sigma, n_classes)
-    kept = noisy > sparse_threshold(sigma, delta / 2)
+    if declared:
+        kept = np.ones(n_classes, dtype=bool)
+    else:
+        kept = noisy > sparse_threshold(sigma, delta / 2)
     return np.clip(np.round(noisy), 0, None).astype(np.int64), kept

@@ -15,6 +15,7 @@ accountant's (epsilon, delta) holds per person.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -85,6 +86,10 @@ def check_module(model: torch.nn.Module) -> None:
 class DPTrainer:
     """Wraps a model and its optimizer for DP-SGD under `plan`.
 
+    A Poisson batch larger than `plan.max_physical_batch_size` is processed in parts, as
+    Opacus's `BatchMemoryManager` does: each part's per-example gradients are clipped and
+    summed, and the noise is added once, after the last part.
+
     Two ways to clip, both Opacus's:
     - `per_example_loss` (the tabular denoiser): the loss returns one value per example,
       itself averaged over the noise draws (grouped rows). Ghost clipping (Li et al. 2022;
@@ -134,15 +139,22 @@ class DPTrainer:
     ) -> torch.Tensor:
         """One DP-SGD step on the next Poisson batch; `loss_of(module, rows)` is the batch's
         per-example losses (ghost) or mean loss. Returns the mean loss."""
-        rows = torch.as_tensor(self.sampler.draw(), device=device)
+        chosen = self.sampler.draw()
         self.optimizer.zero_grad(set_to_none=True)
-        if len(rows) == 0:  # an empty Poisson batch still takes its noise
+        if len(chosen) == 0:  # an empty Poisson batch still takes its noise
             self._empty_step()
             return torch.zeros((), device=device)
+        parts = np.array_split(chosen, math.ceil(len(chosen) / self.plan.max_physical_batch_size))
+        step = self._ghost_step if self.ghost else self._materialised_step
+        total = torch.zeros((), device=device)
         with _quiet_hooks():
-            if self.ghost:
-                return self._ghost_step(loss_of, rows)
-            return self._materialised_step(loss_of, rows)
+            for i, part in enumerate(parts):
+                # Opacus's BatchMemoryManager protocol: each part is clipped and summed; the
+                # noise and the update come once, with the last
+                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.signal_skip_step(do_skip=i < len(parts) - 1)
+                total = total + step(loss_of, torch.as_tensor(part, device=device)) * len(part)
+        return total / len(chosen)
 
     def _empty_step(self) -> None:
         for p in self.params:

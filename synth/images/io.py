@@ -67,6 +67,7 @@ class ImageSet:
     class_names: list[str]
     source: ImageSourceInfo | None = None  # how the files stored pixels; None for in-memory sets
     units: np.ndarray | None = None  # int64 [N] person codes (`privacy.unit`); None: per image
+    classes_declared: bool = False  # class_names are public (source.images.classes)
 
 
 @dataclass
@@ -460,7 +461,9 @@ def _count_resized(got: _Collected, root: Path, spec: ImageSourceSpec) -> int:
     return n
 
 
-def _labels(got: _Collected, names: list[str] | None) -> tuple[np.ndarray | None, list[str]]:
+def _labels(
+    got: _Collected, names: list[str] | None, declared: list[str] | None = None
+) -> tuple[np.ndarray | None, list[str]]:
     present = [lab is not None for lab in got.labels]
     if not any(present):
         return None, []
@@ -471,10 +474,21 @@ def _labels(got: _Collected, names: list[str] | None) -> tuple[np.ndarray | None
             "source.images.labels: none"
         )
     if names is not None:  # ClassLabel ids
-        return np.asarray([int(str(lab)) for lab in got.labels], dtype=np.int64), names
-    classes = sorted({str(lab) for lab in got.labels})
+        found = [names[int(str(lab))] for lab in got.labels]
+    else:
+        found = [str(lab) for lab in got.labels]
+    if declared is not None:
+        classes = list(declared)
+    else:  # a ClassLabel's own order, else the sorted names
+        classes = list(names) if names is not None else sorted(set(found))
     index = {c: i for i, c in enumerate(classes)}
-    return np.asarray([index[str(lab)] for lab in got.labels], dtype=np.int64), classes
+    outside = [i for i, lab in enumerate(found) if lab not in index]
+    if outside:  # the label itself may be private: name the image, not the value
+        raise InputDataError(
+            f"{len(outside)} images have a label outside source.images.classes (the first is "
+            f"image {outside[0]} in sorted file order): add the class, or move the images"
+        )
+    return np.asarray([index[lab] for lab in found], dtype=np.int64), classes
 
 
 def _photometric(got: _Collected, channels: int) -> str:
@@ -566,7 +580,7 @@ def load_images(
     colour = any(img.shape[0] == 3 for img in got.images)
     channels = spec.channels or (3 if colour else 1)
     images = _stack(got, channels, kind, spec, range_from_data)
-    labels, class_names = _labels(got, names)
+    labels, class_names = _labels(got, names, spec.classes)
     lo, hi = _value_range(got, kind, spec, range_from_data)
     photometric = _photometric(got, channels)
     info = ImageSourceInfo(
@@ -581,4 +595,5 @@ def load_images(
         n_resized=n_resized,
     )
     units = _units(got, unit, kind)
-    return ImageSet(images, labels, class_names, source=info, units=units)
+    declared = spec.classes is not None and labels is not None
+    return ImageSet(images, labels, class_names, info, units, classes_declared=declared)

@@ -28,7 +28,7 @@ from synth.checkpoint import (
 )
 from synth.config import IMAGE_TRAINING_DEFAULTS, ImageModelSpec, PrivacySpec, TrainingSpec
 from synth.device import autocast, pick_device
-from synth.dp.accounting import DPPlan, dp_from_state, dp_state
+from synth.dp.accounting import DPPlan, PrivacyBudgetError, dp_from_state, dp_state
 from synth.dp.plan import dp_plan
 from synth.dp.preprocess import private_class_counts
 from synth.errors import InputDataError, NotFittedError
@@ -137,8 +137,20 @@ class ImageDiffusionSynthesizer:
                 self.dp_.epsilon_preprocessing,
                 self.dp_.delta_preprocessing,
                 self.seed,
+                declared=train.classes_declared,
             )
-        protected = np.flatnonzero((counts < privacy.rare_category_min_rows) | ~released)
+            if not counts[released].any():  # all noise: sample the released classes evenly
+                counts = released.astype(np.int64)
+        # Under DP the threshold is the rare-class protection (none for declared classes)
+        rare = counts < privacy.rare_category_min_rows if self.dp_ is None else ~released
+        protected = np.flatnonzero(rare)
+        if use_labels and self.dp_ is not None and not released.any():
+            raise PrivacyBudgetError(
+                f"under DP at epsilon {self.dp_.epsilon:g}, no class's noisy count passed the "
+                "threshold that keeps private class names out: declare the class names public "
+                "(source.images.classes), or raise privacy.dp.epsilon or "
+                "privacy.dp.preprocessing_fraction"
+            )
         if use_labels and len(protected) == n_classes:
             raise InputDataError(
                 f"every class has fewer than privacy.rare_category_min_rows="
@@ -199,7 +211,9 @@ class ImageDiffusionSynthesizer:
         `PrivacyBudgetError` when the budget cannot cover the training."""
         labelled = train.labels is not None and self.model.conditional
         privacy = self.privacy or PrivacySpec()
-        estimated = ["classes"] if labelled else []
+        estimated = []
+        if labelled:  # declared names still need their counts estimated
+            estimated = ["class counts"] if train.classes_declared else ["classes"]
         return dp_plan(None, privacy, self.training, train.units, len(train.images), estimated)
 
     def fingerprint(self, train: ImageSet) -> str:
