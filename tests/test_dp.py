@@ -307,7 +307,7 @@ def test_a_dp_image_model_names_the_fix_when_every_class_falls_below_the_thresho
         privacy=PrivacySpec(dp=DPSpec(epsilon=1.0, noise_multiplicity=1)),
     )
     with pytest.raises(PrivacyBudgetError, match="source.images.classes"):
-        synth.fit(train, progress=False)
+        synth.plan_dp(train)  # the job's check step: before training
     train.classes_declared = True
     synth.fit(train, progress=False)
     assert synth.protected_classes_ == [] and synth.dp_.estimated == ["class counts"]

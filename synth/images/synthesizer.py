@@ -130,27 +130,10 @@ class ImageDiffusionSynthesizer:
         self.dp_ = self.plan_dp(train)
         released = np.ones(n_classes, dtype=bool)
         if self.dp_ is not None and use_labels:  # the counts a DP model may keep are noisy
-            counts, released = private_class_counts(
-                labels,
-                train.units,
-                n_classes,
-                self.dp_.epsilon_preprocessing,
-                self.dp_.delta_preprocessing,
-                self.seed,
-                declared=train.classes_declared,
-            )
-            if not counts[released].any():  # all noise: sample the released classes evenly
-                counts = released.astype(np.int64)
+            counts, released = self._dp_class_counts(train, self.dp_, n_classes)
         # Under DP the threshold is the rare-class protection (none for declared classes)
         rare = counts < privacy.rare_category_min_rows if self.dp_ is None else ~released
         protected = np.flatnonzero(rare)
-        if use_labels and self.dp_ is not None and not released.any():
-            raise PrivacyBudgetError(
-                f"under DP at epsilon {self.dp_.epsilon:g}, no class's noisy count passed the "
-                "threshold that keeps private class names out: declare the class names public "
-                "(source.images.classes), or raise privacy.dp.epsilon or "
-                "privacy.dp.preprocessing_fraction"
-            )
         if use_labels and len(protected) == n_classes:
             raise InputDataError(
                 f"every class has fewer than privacy.rare_category_min_rows="
@@ -214,7 +197,35 @@ class ImageDiffusionSynthesizer:
         estimated = []
         if labelled:  # declared names still need their counts estimated
             estimated = ["class counts"] if train.classes_declared else ["classes"]
-        return dp_plan(None, privacy, self.training, train.units, len(train.images), estimated)
+        plan = dp_plan(None, privacy, self.training, train.units, len(train.images), estimated)
+        if plan is not None and labelled:  # refused here, before training, if none is kept
+            self._dp_class_counts(train, plan, len(train.class_names) or train.labels.max() + 1)
+        return plan
+
+    def _dp_class_counts(
+        self, train: ImageSet, plan: DPPlan, n_classes: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The noisy class counts and the classes released (seeded: the same release each
+        call, so checking it before training spends nothing more)."""
+        counts, released = private_class_counts(
+            train.labels,
+            train.units,
+            n_classes,
+            plan.epsilon_preprocessing,
+            plan.delta_preprocessing,
+            self.seed,
+            declared=train.classes_declared,
+        )
+        if not released.any():
+            raise PrivacyBudgetError(
+                f"under DP at epsilon {plan.epsilon:g}, no class's noisy count passed the "
+                "threshold that keeps private class names out: declare the class names public "
+                "(source.images.classes), or raise privacy.dp.epsilon or "
+                "privacy.dp.preprocessing_fraction"
+            )
+        if not counts[released].any():  # all noise: sample the released classes evenly
+            counts = released.astype(np.int64)
+        return counts, released
 
     def fingerprint(self, train: ImageSet) -> str:
         """What a checkpoint must have been made for to be resumed: the training images, their
