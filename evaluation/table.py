@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
-from tqdm.auto import tqdm
 
 from evaluation.anonymeter import AnonymeterRisks, anonymeter_risks
 from evaluation.disclosure import RareValues, rare_values
@@ -33,6 +32,7 @@ from evaluation.unique_copies import UniqueCopies, unique_copies
 from synth.config import PrivacySpec, RulesSpec, Thresholds
 from synth.data.schema import TableSchema
 from synth.errors import InputDataError
+from synth.progress import progress_bar
 
 
 class TableEvaluation(BaseModel):
@@ -259,7 +259,7 @@ def run_parts(
     if unknown:
         raise ValueError(f"unknown evaluation parts {unknown}; parts: {list(EVALUATION_PARTS)}")
     parts: dict[str, dict[str, Any] | None] = {}
-    bar = tqdm(total=len(names), desc="evaluate", disable=not progress, leave=False)
+    bar = progress_bar(total=len(names), desc="evaluate", disable=not progress, leave=False)
     with bar:
         for name in names:
             bar.set_postfix_str(name.replace("_", " "))

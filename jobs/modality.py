@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from evaluation import suite
 from evaluation.suite import Inputs, Parts
@@ -41,6 +40,7 @@ from synth.device import pick_device
 from synth.dp.accounting import PrivacyBudgetError, dp_state
 from synth.errors import ConfigError, InputDataError
 from synth.hashing import file_sha256, json_sha256
+from synth.progress import progress_bar
 from synth.synthesizer import Shard, Synthesizer
 from synth.training import is_main_process, wait_for_everyone
 
@@ -334,7 +334,9 @@ class JobSteps:
         flow runs the same `sample_shard`s in parallel: the records are the same."""
         plans = self.plan_shards(spec, n_train)
         self.start_staging(paths)
-        bar = tqdm(plans, desc="sample", unit="shard", disable=not progress or len(plans) < 2)
+        bar = progress_bar(
+            plans, desc="sample", unit="shard", disable=not progress or len(plans) < 2
+        )
         for plan in bar:
             self.sample_shard(spec, paths, plan)
         return self.finish_staging(paths, plans)

@@ -13,12 +13,16 @@ from pathlib import Path
 
 from jobs.guard import run_step
 from jobs.paths import JobPaths
-from jobs.registry import modality_for
 from synth.config import JobSpec
+from synth.data.io import check_readable
 
 
 def preflight(spec: JobSpec) -> None:
     """Raise the error the job would raise before training; write nothing where it writes."""
+    # A missing input fails in well under a second: before the steps' modules (torch) load.
+    run_step("load step", check_readable, spec.source.path)
+    from jobs.registry import modality_for
+
     steps = modality_for(spec)
     with tempfile.TemporaryDirectory(prefix="synth-preflight-") as scratch:
         paths = JobPaths(Path(scratch))  # private (0700) and gone when this returns

@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from evaluation.suite import suite_for
 from synth.config import (
     EvaluationSpec,
     JobSpec,
@@ -214,6 +213,8 @@ class RequestPolicy(BaseModel):
         data: dict[str, Any] = {}
         if base is not None:
             data = load_spec(base, {"source.path": str(source)}).model_dump(mode="json")
+        from evaluation.suite import suite_for  # after the path checks: it loads torch
+
         section = suite_for(req.modality).thresholds_field
         current = getattr(EvaluationSpec.model_validate(data.get("evaluation", {})), section)
         _check_stricter(req.thresholds, current)
@@ -248,7 +249,7 @@ class RequestPolicy(BaseModel):
         source = req.source.resolve()
         _check_inside(source, self.source_roots, "source", "source roots")
         if not source.exists():
-            raise ConfigError(f"source {str(req.source)!r} does not exist: check the path")
+            raise ConfigError(f"source: no file or folder at {str(req.source)!r}: check the path")
         return source
 
     def output_root(self, req: SynthRequest) -> Path:

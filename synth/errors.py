@@ -1,7 +1,8 @@
 """Errors a user can act on. Each message is one line that says how to fix the input."""
 
+import difflib
 import warnings
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 
 class SynthError(Exception):
@@ -60,3 +61,15 @@ def warn_once(
     while len(_WARNED) > _MAX_WARNED:
         del _WARNED[next(iter(_WARNED))]
     warnings.warn(message, category, stacklevel=stacklevel + 1)
+
+
+def did_you_mean(name: str, names: Iterable[object]) -> str:
+    """`" (did you mean 'churn'?)"` when one of `names` is close to `name`, else `""`: a
+    match ignoring case first, then the closest spelling. For column names, never values."""
+    choices = [str(n) for n in names]
+    by_case = [c for c in choices if c.casefold() == name.casefold()]
+    if not by_case:
+        folded = {c.casefold(): c for c in reversed(choices)}  # the first of equal foldings
+        close = difflib.get_close_matches(name.casefold(), list(folded), n=1)
+        by_case = [folded[c] for c in close]
+    return f" (did you mean {by_case[0]!r}?)" if by_case else ""

@@ -22,13 +22,13 @@ from accelerate.state import AcceleratorState, PartialState
 from accelerate.utils import get_int_from_env
 from diffusers.optimization import get_cosine_schedule_with_warmup
 from diffusers.training_utils import EMAModel
-from tqdm.auto import tqdm
 
 from synth.checkpoint import discard_training_state, load_checkpoint, resume_check, save_checkpoint
 from synth.config import TrainingSpec
 from synth.dp.accounting import DPPlan
 from synth.dp.sgd import DPTrainer
 from synth.errors import ConfigError
+from synth.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def train_loop(
             model, optimizer, dp, units, n_rows, rank_seed(seed + start, rank), per_example_loss
         )
     losses: list[torch.Tensor] = []  # kept on the device: no host sync per step
-    bar = tqdm(
+    bar = progress_bar(
         range(start, spec.steps),
         desc="train",
         initial=start,

@@ -14,17 +14,32 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from synth.config import JobSpec
+from synth.config import JobSpec, PrivacySpec
 from synth.errors import GateFailedError, InternalError, SynthError
+from synth_cli.ui import (
+    Command,
+    Group,
+    err_console,
+    error_line,
+    examples,
+    flags_given,
+    naming_flags,
+)
 
 app = typer.Typer(
+    cls=Group,
     add_completion=False,
     no_args_is_help=True,
     help="Privacy-gated synthetic data from diffusion models.",
+    epilog=examples(
+        "synth demo",
+        "synth run configs/demo_churn.yaml",
+        "synth run --data table.csv --target churn --rows 10000 --out out/",
+        "synth --debug run job.yaml",
+    ),
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=False)
-err_console = Console(stderr=True)
 
 # No phoning home (the protected data's host may have no network), and no telemetry writes
 # racing on the ephemeral server's SQLite file when two jobs run at once.
@@ -37,13 +52,6 @@ EXIT_GATE_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 3
 """Not the input's fault: an unexpected error, or the orchestration server failed."""
-
-
-def _error_line(err: Exception) -> None:
-    """One line at any terminal width; brackets in the message are text, not markup."""
-    from rich.markup import escape
-
-    err_console.print(f"[bold red]error:[/] {escape(str(err))}", soft_wrap=True)
 
 
 @app.callback()
@@ -113,7 +121,7 @@ def _friendly(fn):
             if debug_enabled():
                 raise
             what = f"synth {fn.__name__.rstrip('_')}"
-            _error_line(SynthError(failure_message(what, err)))
+            error_line(SynthError(failure_message(what, err)))
         raise typer.Exit(EXIT_INTERNAL)  # outside the handler: no chained exception
 
     return wrapper
@@ -125,7 +133,7 @@ def _say(err: SynthError) -> None:
 
     if debug_enabled():
         err_console.print_exception()
-    _error_line(err)
+    error_line(err)
 
 
 def _summary_table(report: dict[str, Any], title: str) -> Table:
@@ -165,32 +173,86 @@ def _overrides(**flags: Any) -> dict[str, Any]:
     return {key: value for key, value in flags.items() if value is not None}
 
 
-@app.command()
+FROM_CONFIG = "from CONFIG, else {}"
+"""The default of a flag that overrides a job spec field: the spec's value, else the field's."""
+PROGRESS_HELP = "Show progress bars (a few plain lines when stderr is not a terminal)."
+
+
+@app.command(
+    cls=Command,
+    epilog=examples(
+        "synth run configs/demo_churn.yaml",
+        "synth run --data table.csv --target churn --rows 10000 --out out/",
+        "synth run job.yaml --set training.steps=4000 --set sampling.num_inference_steps=20",
+        "synth run --data scans/ --modality image --rows 500 --out out/scans",
+    ),
+)
 @_friendly
 def run(
     config: Annotated[Path | None, typer.Argument(help="Job spec YAML (configs/*.yaml).")] = None,
     data: Annotated[
-        Path | None, typer.Option(help="Table to synthesize (CSV, Parquet, HF dataset dir).")
+        Path | None,
+        typer.Option(
+            help="Table (CSV, Parquet, HF dataset dir) or image folder to synthesize.",
+            show_default="from CONFIG",
+        ),
     ] = None,
-    target: Annotated[str | None, typer.Option(help="Target column (conditioning, TSTR).")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="Target column (conditioning, TSTR).", show_default=FROM_CONFIG.format("none")
+        ),
+    ] = None,
     modality: Annotated[
-        str | None, typer.Option(help="table, or image (a folder of DICOM/PNG files).")
+        str | None,
+        typer.Option(
+            metavar="table|image",
+            help="table, or image (a folder of DICOM/PNG files).",
+            show_default=FROM_CONFIG.format("table"),
+        ),
     ] = None,
     rows: Annotated[
-        int | None, typer.Option(help="Synthetic rows (default: as many as train).")
+        int | None,
+        typer.Option(
+            help="Synthetic rows (images for --modality image).",
+            show_default=FROM_CONFIG.format("as many as the training split"),
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda.")] = None,
-    train_steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output directory.", show_default=FROM_CONFIG.format("out")),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed.", show_default=FROM_CONFIG.format("0"))
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            metavar="auto|cpu|cuda",
+            help="Where to train and sample (auto: cuda when present).",
+            show_default=FROM_CONFIG.format("auto"),
+        ),
+    ] = None,
+    train_steps: Annotated[
+        int | None,
+        typer.Option(help="Training steps.", show_default=FROM_CONFIG.format("sized to the data")),
+    ] = None,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override any field: --set training.lr=1e-3")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override any field of the job spec, the value parsed as YAML (repeat): "
+            "--set training.lr=1e-3",
+        ),
     ] = None,
     override_gate: Annotated[
         bool, typer.Option(help="Export even if the gate fails (recorded in the export).")
     ] = False,
-    override_reason: Annotated[str | None, typer.Option(help="Why the gate is overridden.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    override_reason: Annotated[
+        str | None, typer.Option(help="Why the gate is overridden (needed with --override-gate).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
 ) -> None:
     """Run a job: load, split, train, sample, evaluate, gate, export."""
     from synth.config import load_spec, parse_set_option
@@ -200,28 +262,30 @@ def run(
         raise ConfigError(
             "give a job spec (synth run CONFIG.yaml) or a table (synth run --data FILE)"
         )
-    overrides = _overrides(
-        **{
-            "source.path": str(data) if data else None,
-            "source.target": target,
-            "source.modality": modality,
-            "sampling.rows": rows,
-            "export.out": str(out) if out else None,
-            "seed": seed,
-            "training.device": device,
-            "training.steps": train_steps,
-        }
-    )
+    flags = {  # flag: (the job spec field it sets, the value given)
+        "--data": ("source.path", str(data) if data else None),
+        "--target": ("source.target", target),
+        "--modality": ("source.modality", modality),
+        "--rows": ("sampling.rows", rows),
+        "--out": ("export.out", str(out) if out else None),
+        "--seed": ("seed", seed),
+        "--device": ("training.device", device),
+        "--train-steps": ("training.steps", train_steps),
+    }
+    overrides = _overrides(**dict(flags.values()))
+    named = flags_given(flags)
     for item in set_ or []:
         key, value = parse_set_option(item)
         overrides[key] = value
+        named.pop(key, None)  # --set wins over the flag: the error names the field as typed
     if override_gate:
         if not override_reason:
             raise ConfigError("--override-gate needs --override-reason 'why' (it is recorded)")
         overrides["evaluation.override_gate"] = True
         overrides["evaluation.override_reason"] = override_reason
-    spec = load_spec(config, overrides)
-    run_job(spec, progress=progress)
+    with naming_flags(named):
+        spec = load_spec(config, overrides)
+        run_job(spec, progress=progress)
 
 
 def _preflight(spec: JobSpec) -> None:
@@ -263,29 +327,86 @@ def run_job(spec: JobSpec, progress: bool = True) -> dict[str, Any]:
     return result
 
 
-@app.command()
+FROM_REQUEST = "from REQUEST_FILE, else {}"
+
+
+@app.command(
+    cls=Command,
+    epilog=examples(
+        "synth request request.yaml",
+        "synth request request.yaml --deployment synth-request/requests",
+        "synth request --data data/customers.csv --target churn --rows 5000 "
+        "--threshold mia_auc_max=0.55",
+        "synth request --data data/customers.csv --target churn --rows 2000 "
+        "--condition Yes=500 --condition No=1500",
+    ),
+)
 @_friendly
 def request(
     request_file: Annotated[
         Path | None, typer.Argument(help="Request YAML (source, rows, conditions, thresholds).")
     ] = None,
-    data: Annotated[Path | None, typer.Option(help="The source table or image folder.")] = None,
-    rows: Annotated[int | None, typer.Option(help="Rows (or images) wanted.")] = None,
-    target: Annotated[str | None, typer.Option(help="Label column (tables).")] = None,
-    modality: Annotated[str | None, typer.Option(help="table or image.")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="The source table or image folder.", show_default="from REQUEST_FILE"),
+    ] = None,
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            help="Rows (or images) wanted.",
+            show_default=FROM_REQUEST.format("as many as the training split"),
+        ),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Label column (tables).", show_default=FROM_REQUEST.format("none")),
+    ] = None,
+    modality: Annotated[
+        str | None,
+        typer.Option(
+            metavar="table|image",
+            help="A table, or a folder of images.",
+            show_default=FROM_REQUEST.format("table"),
+        ),
+    ] = None,
     condition: Annotated[
-        list[str] | None, typer.Option(help="Exact label count: --condition Yes=500 (repeat).")
+        list[str] | None,
+        typer.Option(
+            metavar="LABEL=COUNT",
+            help="Exact count of one label of --target (repeat): --condition Yes=500.",
+        ),
     ] = None,
     threshold: Annotated[
         list[str] | None,
-        typer.Option(help="A stricter gate threshold: --threshold dcr_share_max=0.55 (repeat)."),
+        typer.Option(
+            metavar="NAME=VALUE",
+            help="A stricter gate threshold (repeat): --threshold dcr_share_max=0.55.",
+        ),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="A readable name for the run.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="A readable name for the run.",
+            show_default=FROM_REQUEST.format("the source's file name"),
+        ),
+    ] = None,
     base: Annotated[
-        Path | None, typer.Option(help="Job spec to start from (model, training budget).")
+        Path | None,
+        typer.Option(
+            help="Job spec to start from (model, training budget).",
+            show_default=FROM_REQUEST.format("the policy's default_base"),
+        ),
     ] = None,
-    root: Annotated[Path | None, typer.Option(help="Output root (default out/runs).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            help="Output root.",
+            show_default=FROM_REQUEST.format("the policy's default_output_root, out/runs"),
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed.", show_default=FROM_REQUEST.format("0"))
+    ] = None,
     deployment: Annotated[
         str | None,
         typer.Option(help="Submit to this deployment (e.g. synth-request/requests) and return."),
@@ -293,37 +414,51 @@ def request(
     policy: Annotated[
         Path | None,
         typer.Option(
-            help="Request policy to check against (default: $SYNTH_REQUEST_POLICY; with "
-            "--deployment, the deployment's own when readable here)."
+            help="Request policy to check against.",
+            show_default="$SYNTH_REQUEST_POLICY; with --deployment, the deployment's own when "
+            "readable here",
         ),
     ] = None,
     force: Annotated[bool, typer.Option(help="Retrain even if a cached export matches.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
 ) -> None:
     """Ask for a synthetic dataset: checked against the request policy first, then run (or
     submitted) as a flow run."""
     from jobs.request import load_request, request_policy
 
-    req = load_request(
-        request_file,
-        source=str(data) if data else None,
-        rows=rows,
-        target=target,
-        modality=modality,
-        conditions=_pairs(condition, int, "--condition LABEL=COUNT") if condition else None,
-        thresholds=_pairs(threshold, float, "--threshold NAME=VALUE") if threshold else None,
-        name=name,
-        base=str(base) if base else None,
-        output_root=str(root) if root else None,
-        seed=seed,
-    )
-    if deployment:
-        _submit_request(req, deployment, policy)
-        return
-    rules = request_policy(policy)
-    spec = rules.job_spec(req)
-    _preflight(spec)
-    run_request(spec, str(rules.output_root(req)), force=force, progress=progress)
+    flags = {  # flag: (the request's field and the job spec's, the value given)
+        "--data": (("source", "source.path"), data),
+        "--rows": (("rows", "sampling.rows"), rows),
+        "--target": (("target", "source.target"), target),
+        "--modality": (("modality", "source.modality"), modality),
+        "--condition": (("conditions", "sampling.conditions"), condition),
+        "--threshold": ("thresholds", threshold),
+        "--name": ("name", name),
+        "--base": ("base", base),
+        "--root": ("output_root", root),
+        "--seed": ("seed", seed),
+    }
+    with naming_flags(flags_given(flags)):
+        req = load_request(
+            request_file,
+            source=str(data) if data else None,
+            rows=rows,
+            target=target,
+            modality=modality,
+            conditions=_pairs(condition, int, "--condition LABEL=COUNT") if condition else None,
+            thresholds=_pairs(threshold, float, "--threshold NAME=VALUE") if threshold else None,
+            name=name,
+            base=str(base) if base else None,
+            output_root=str(root) if root else None,
+            seed=seed,
+        )
+        if deployment:
+            _submit_request(req, deployment, policy)
+            return
+        rules = request_policy(policy)
+        spec = rules.job_spec(req)
+        _preflight(spec)
+        run_request(spec, str(rules.output_root(req)), force=force, progress=progress)
 
 
 def _submit_request(req: Any, deployment: str, policy: Path | None) -> None:
@@ -402,7 +537,10 @@ def run_request(
     return state.result()
 
 
-@app.command()
+@app.command(
+    cls=Command,
+    epilog=examples("synth runs", "synth runs --json", "synth runs --root /data/synth/runs"),
+)
 @_friendly
 def runs(
     root: Annotated[Path, typer.Option(help="Output root.")] = Path("out/runs"),
@@ -438,45 +576,70 @@ def runs(
     console.print(table)
 
 
-@app.command()
+@app.command(
+    cls=Command,
+    epilog=examples(
+        "synth evaluate --real train.csv --holdout holdout.csv --synthetic syn.parquet "
+        "--target churn --out report/",
+        "synth evaluate --real train.csv --holdout holdout.csv --synthetic syn.parquet "
+        "--set dcr_share_max=0.55",
+        "synth evaluate --modality image --real real/ --holdout holdout/ --synthetic synthetic/",
+    ),
+)
 @_friendly
 def evaluate(
     real: Annotated[Path, typer.Option(help="Real rows the synthesizer was trained on.")],
     holdout: Annotated[Path, typer.Option(help="Real rows it never saw.")],
     synthetic: Annotated[Path, typer.Option(help="Synthetic rows, from any tool.")],
-    target: Annotated[str | None, typer.Option(help="Target column for TSTR.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Target column for TSTR.", show_default="none")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Where report.json/html go.")] = Path(
         "evaluation-report"
     ),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     modality: Annotated[
-        str, typer.Option(help="table, or image (folders of DICOM/PNG).")
+        str,
+        typer.Option(metavar="table|image", help="Tables, or folders of DICOM/PNG images."),
     ] = "table",
     feature_checkpoint: Annotated[
-        Path | None, typer.Option(help="Images: a local TorchScript feature extractor for FID.")
+        Path | None,
+        typer.Option(
+            help="Images: a local TorchScript feature extractor for FID.",
+            show_default="a CNN trained on the real images",
+        ),
     ] = None,
     resolution: Annotated[int, typer.Option(help="Image side the sets are compared at.")] = 32,
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Threshold override: --set dcr_share_max=0.55")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="NAME=VALUE",
+            help="A gate threshold (repeat): --set dcr_share_max=0.55",
+        ),
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
     rare_min_rows: Annotated[
-        int | None,
-        typer.Option(help="Tables: k of the rare-value check (default: privacy's default, 5)."),
-    ] = None,
+        int, typer.Option(help="Tables: k of the rare-value check.")
+    ] = PrivacySpec().rare_category_min_rows,
     rare_label: Annotated[
-        str | None, typer.Option(help="Tables: the label rare values were grouped into.")
-    ] = None,
+        str, typer.Option(help="Tables: the label rare values were grouped into.")
+    ] = PrivacySpec().rare_category_label,
 ) -> None:
     """Run the checks and the gate on synthetic data from any tool: exit 0 on pass, 1 on fail."""
-    from evaluation import suite
     from jobs.paths import claim_output, refuse_foreign
     from synth.config import build_spec, parse_set_option
+    from synth.data.io import check_readable
 
     refuse_foreign(out)
     readers = {"table": _table_inputs, "image": _image_inputs}
     if modality not in readers:
         raise SynthError(f"unknown modality {modality!r}: use table or image")
+    for flag, path in (("--real", real), ("--holdout", holdout), ("--synthetic", synthetic)):
+        with naming_flags({"source.path": flag}, keep_field=False):
+            check_readable(path)  # a missing input fails fast: before the checks load torch
+    from evaluation import suite
+
     section = suite.suite_for(modality).thresholds_field
     overrides = {}
     for item in set_ or []:
@@ -484,9 +647,15 @@ def evaluate(
         overrides[f"evaluation.{section}.{key.removeprefix(f'evaluation.{section}.')}"] = value
     overrides["privacy.rare_category_min_rows"] = rare_min_rows
     overrides["privacy.rare_category_label"] = rare_label
-    job = build_spec({"source": {"path": str(real)}}, overrides)
+    flags = {
+        "source.target": "--target",
+        "privacy.rare_category_min_rows": "--rare-min-rows",
+        "privacy.rare_category_label": "--rare-label",
+    }
+    with naming_flags(flags, keep_field=False):
+        job = build_spec({"source": {"path": str(real)}}, overrides)
+        inputs = readers[modality](real, holdout, synthetic, target, resolution, feature_checkpoint)
     spec = job.evaluation
-    inputs = readers[modality](real, holdout, synthetic, target, resolution, feature_checkpoint)
     if modality == "table":
         inputs.privacy = job.privacy
     claim_output(out)  # never over a user's own report.json: a new, empty or synth's folder
@@ -497,6 +666,15 @@ def evaluate(
         raise GateFailedError("gate failed: " + "; ".join(evaluation.gate.failures()))
 
 
+def _each_input(loader: Any, real: Path, holdout: Path, synthetic: Path) -> list[Any]:
+    """`loader(path)` for the three inputs; an error names the flag of the one it is about."""
+    loaded = []
+    for flag, path in (("--real", real), ("--holdout", holdout), ("--synthetic", synthetic)):
+        with naming_flags({"source.path": flag}, keep_field=False):
+            loaded.append(loader(path))
+    return loaded
+
+
 def _table_inputs(real: Path, holdout: Path, synthetic: Path, target: str | None, *_: Any):
     """Three tables; the schema is inferred from the real train rows."""
     from evaluation.suite import TableInputs
@@ -504,7 +682,7 @@ def _table_inputs(real: Path, holdout: Path, synthetic: Path, target: str | None
     from synth.data.parsing import check_values
     from synth.data.schema import infer_schema
 
-    real_df, holdout_df, syn_df = load_table(real), load_table(holdout), load_table(synthetic)
+    real_df, holdout_df, syn_df = _each_input(load_table, real, holdout, synthetic)
     schema = infer_schema(real_df, target)
     columns = [(c.name, c.kind) for c in schema.modelled]
     check_values(holdout_df, columns, "the holdout table")
@@ -527,7 +705,7 @@ def _image_inputs(
     from synth.images.io import load_images
 
     image_spec = ImageSourceSpec(resolution=resolution)
-    sets = [load_images(p, image_spec) for p in (real, holdout, synthetic)]
+    sets = _each_input(lambda p: load_images(p, image_spec), real, holdout, synthetic)
     names = sets[0].class_names
     features = None
     if feature_checkpoint is not None:
@@ -547,7 +725,14 @@ def _image_inputs(
     )
 
 
-@app.command()
+@app.command(
+    cls=Command,
+    epilog=examples(
+        "synth validate out/demo/synthetic --junit validate.xml",
+        "synth validate out/churn/synthetic --real train.csv --holdout holdout.csv "
+        "--target churn --junit validate.xml",
+    ),
+)
 @_friendly
 def validate(
     export: Annotated[
@@ -557,29 +742,42 @@ def validate(
         Path | None, typer.Option(help="Real train data: recompute the checks on the export.")
     ] = None,
     holdout: Annotated[Path | None, typer.Option(help="Real holdout data (with --real).")] = None,
-    target: Annotated[str | None, typer.Option(help="Target column for TSTR (tables).")] = None,
+    target: Annotated[
+        str | None,
+        typer.Option(help="Target column for TSTR (tables).", show_default="the report's"),
+    ] = None,
     junit: Annotated[Path | None, typer.Option(help="Write the checks as JUnit XML here.")] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed for recomputing (default: the report's).")
+        int | None, typer.Option(help="Seed for recomputing.", show_default="the report's")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = False,
+    progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = False,
 ) -> None:
     """Check an export for CI: manifest, checksums, schema, gate (and recomputed metrics with
     --real/--holdout). Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from rich.markup import escape
 
-    from evaluation.junit import input_error_junit, write_junit
-    from evaluation.validate import validate_export
+    from synth.data.io import check_readable
     from synth.errors import ConfigError
+    from synth.export.folder import open_export
 
     try:
         if (real is None) != (holdout is None):
             raise ConfigError("--real and --holdout go together: give both, or neither")
-        result = validate_export(
-            export, real=real, holdout=holdout, target=target, seed=seed, progress=progress
-        )
+        open_export(export)  # no export there, or no real data: fails before torch loads
+        for flag, path in (("--real", real), ("--holdout", holdout)):
+            if path is not None:
+                with naming_flags({"source.path": flag}, keep_field=False):
+                    check_readable(path)
+        from evaluation.validate import validate_export
+
+        with naming_flags({"source.target": "--target"}, keep_field=False):
+            result = validate_export(
+                export, real=real, holdout=holdout, target=target, seed=seed, progress=progress
+            )
     except SynthError as err:
         if junit is not None:
+            from evaluation.junit import input_error_junit, write_junit
+
             write_junit(input_error_junit(export, str(err)), junit)
         raise
     table = Table(title=escape(f"validate {export} ({result.format})"), title_justify="left")
@@ -593,6 +791,8 @@ def validate(
     console.print(table)
     console.print(f"dp: {escape(result.dp_line())}", soft_wrap=True)
     if junit is not None:
+        from evaluation.junit import write_junit
+
         write_junit(result, junit)
         console.print(f"junit: {escape(str(junit))}")
     colour = "red" if not result.passed else ("yellow" if result.overridden else "green")
@@ -602,17 +802,33 @@ def validate(
         raise typer.Exit(EXIT_GATE_FAILED)
 
 
-@app.command()
+@app.command(
+    cls=Command,
+    epilog=examples(
+        "synth train job.yaml",
+        "synth train job.yaml --set training.steps=500 --out out/churn",
+        "accelerate launch --multi_gpu --num_processes 4 -m synth_cli train job.yaml",
+    ),
+)
 @_friendly
 def train(
     config: Annotated[Path, typer.Argument(help="Job spec YAML (configs/*.yaml).")],
     set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override any field: --set training.steps=500")
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override any field of the job spec (repeat): --set training.steps=500",
+        ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output directory (the model goes to OUT/model).")
+        Path | None,
+        typer.Option(
+            help="Output directory (the model goes to OUT/model).",
+            show_default=FROM_CONFIG.format("out"),
+        ),
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
 ) -> None:
     """Train only (load, split, train; no Prefect). On N GPUs:
     `accelerate launch --num_processes N -m synth_cli train CONFIG`. A later `synth run` with
@@ -620,14 +836,17 @@ def train(
     from synth.config import load_spec, parse_set_option
 
     overrides = _overrides(**{"export.out": str(out) if out else None})
+    named = {"export.out": "--out"} if out else {}
     for item in set_ or []:
         key, value = parse_set_option(item)
         overrides[key] = value
-    spec = load_spec(config, overrides)
-    from jobs.paths import refuse_foreign
+        named.pop(key, None)
+    with naming_flags(named):
+        spec = load_spec(config, overrides)
+        from jobs.paths import refuse_foreign
 
-    refuse_foreign(Path(spec.export.out))  # before the preflight reads anything
-    _preflight(spec)
+        refuse_foreign(Path(spec.export.out))  # before the preflight reads anything
+        _preflight(spec)
     from jobs.train import train_only
     from synth.training import is_main_process, world_size
 
@@ -637,13 +856,23 @@ def train(
         console.print(f"model: [bold]{model}[/] (trained by {world_size()} process(es))")
 
 
-@app.command()
+@app.command(
+    cls=Command,
+    epilog=examples(
+        "synth audit configs/demo_churn.yaml --set privacy.dp.epsilon=3",
+        "synth audit job.yaml --canaries 1000 --json audit.json",
+    ),
+)
 @_friendly
 def audit(
     config: Annotated[Path, typer.Argument(help="Job spec YAML (configs/*.yaml).")],
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override any field: --set privacy.dp.epsilon=3"),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override any field of the job spec (repeat): --set privacy.dp.epsilon=3",
+        ),
     ] = None,
     canaries: Annotated[
         int, typer.Option(help="Holdout records used as canaries, each trained on with p=1/2.")
@@ -652,7 +881,7 @@ def audit(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the figures to this JSON file.")
     ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
 ) -> None:
     """Audit a job's privacy in one training run (Steinke, Nasr and Jagielski 2023): train
     once with canaries, then print the empirical lower bound on epsilon next to the claimed
@@ -696,23 +925,27 @@ def audit(
     console.print("audit: [green]consistent[/] (the bound does not exceed the claim)")
 
 
-@app.command()
+@app.command(
+    cls=Command,
+    epilog=examples("synth schema table.csv --target churn", "synth schema data/visits.parquet"),
+)
 @_friendly
 def schema(
     data: Annotated[Path, typer.Argument(help="Table to describe.")],
-    target: Annotated[str | None, typer.Option(help="Target column.")] = None,
+    target: Annotated[str | None, typer.Option(help="Target column.", show_default="none")] = None,
 ) -> None:
     """Print the inferred schema as YAML, to read and to override under source.columns."""
     import yaml
 
-    from synth.config import PrivacySpec, RulesSpec
+    from synth.config import RulesSpec
     from synth.data.io import load_table
     from synth.data.rules import Ordering, discover_rules, rule_groups
     from synth.data.schema import infer_schema
     from synth.tabular.offsets import configured_offsets
 
-    table = load_table(data)
-    described = infer_schema(table, target)
+    with naming_flags({"source.path": "the DATA argument", "source.target": "--target"}, False):
+        table = load_table(data)
+        described = infer_schema(table, target)
     rows = [
         {
             k: v
@@ -735,25 +968,48 @@ def schema(
     )
 
 
-@app.command()
+@app.command(
+    cls=Command,
+    epilog=examples(
+        "synth demo",
+        "synth demo --modality image",
+        "synth demo --train-steps 500 --out out/quick-demo",
+        "synth demo --write-split",
+        "synth validate out/demo/synthetic --real out/demo-data/train.csv "
+        "--holdout out/demo-data/holdout.csv --target churn",
+    ),
+)
 @_friendly
 def demo(
-    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Output directory.", show_default="out/demo, or out/demo-images"),
+    ] = None,
     modality: Annotated[
-        str, typer.Option(help="table (Telco churn) or image (digits DICOM).")
+        str,
+        typer.Option(metavar="table|image", help="table (Telco churn) or image (digits DICOM)."),
     ] = "table",
-    train_steps: Annotated[int | None, typer.Option(help="Training steps.")] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    train_steps: Annotated[
+        int | None, typer.Option(help="Training steps.", show_default="sized to the data")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help=PROGRESS_HELP)] = True,
     write_split: Annotated[
         bool,
         typer.Option(
-            hidden=True,
             help="Table demo: also write demo-data/train.csv and holdout.csv from the split "
             "(for `synth validate --real/--holdout` in CI; the demo data is public).",
         ),
     ] = False,
 ) -> None:
     """Run a demo end to end: the Telco churn table, or scikit-learn's digits as DICOM files."""
+    flags = {"--out": ("export.out", out), "--train-steps": ("training.steps", train_steps)}
+    with naming_flags(flags_given(flags)):
+        _demo(out, modality, train_steps, progress, write_split)
+
+
+def _demo(
+    out: Path | None, modality: str, train_steps: int | None, progress: bool, write_split: bool
+) -> None:
     if write_split and modality != "table":
         raise SynthError("--write-split is for the table demo only")
     from synth.config import build_spec

@@ -201,3 +201,23 @@ def test_evaluate_threshold_override_via_set(real_split, tmp_path):
     )
     assert r.exit_code == EXIT_GATE_FAILED
     assert "dcr_share" in r.output
+
+
+def test_evaluate_progress_in_a_log_is_a_few_plain_lines(real_split, tmp_path):
+    """CliRunner's stderr is not a terminal, as in CI or `2> run.log`: no `\\r` redraws."""
+    paths, _ = real_split
+    r = _run(
+        "evaluate",
+        "--real",
+        str(paths["train"]),
+        "--holdout",
+        str(paths["holdout"]),
+        "--synthetic",
+        str(paths["fresh"]),
+        "--out",
+        str(tmp_path / "r"),
+    )
+    assert r.exit_code in (0, EXIT_GATE_FAILED), r.output
+    progress = [line for line in r.output.splitlines() if line.startswith("evaluate:")]
+    assert 2 <= len(progress) <= 5 and "100%" in progress[-1], r.output
+    assert "\r" not in r.output

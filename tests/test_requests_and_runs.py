@@ -63,7 +63,7 @@ def test_bad_requests_fail_with_one_clear_line(churn_csv, fields, message):
 
 
 def test_missing_source_is_refused_before_anything_runs(tmp_path):
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="no file or folder"):
         SynthRequest(source=tmp_path / "nope.csv").to_job_spec()
     with pytest.raises(ConfigError, match="needs a source"):
         load_request(rows=5)
@@ -123,18 +123,22 @@ def _tree(root: Path) -> set[str]:
 @pytest.mark.parametrize(
     ("args", "request_file", "message"),
     [
-        (["--base", "outside/evil.yaml"], None, "base: not inside the spec folder"),
-        (["--base", "specs/../outside/evil.yaml"], None, "base: not inside the spec folder"),
-        (["--base", "specs/link.yaml"], None, "base: not inside the spec folder"),
+        (["--base", "outside/evil.yaml"], None, "--base (base): not inside the spec folder"),
+        (
+            ["--base", "specs/../outside/evil.yaml"],
+            None,
+            "--base (base): not inside the spec folder",
+        ),
+        (["--base", "specs/link.yaml"], None, "--base (base): not inside the spec folder"),
         (["--threshold", "dcr_share_max=0.59"], None, "looser than the job's 0.58"),
         (["--threshold", "mia_auc_max=nan"], None, "threshold mia_auc_max must be a finite"),
         ([], "override_gate: true\noverride_reason: x\n", "unknown key 'override_gate'"),
         ([], "evaluation: {override_gate: true}\n", "unknown key 'evaluation'"),
-        (["--data", "outside.csv"], None, "source: not inside the source roots"),
-        (["--data", "data/linked.csv"], None, "source: not inside the source roots"),
-        (["--data", "data/../outside.csv"], None, "source: not inside the source roots"),
-        (["--root", "elsewhere"], None, "output_root: not inside the output roots"),
-        (["--root", "out/../elsewhere"], None, "output_root: not inside the output roots"),
+        (["--data", "outside.csv"], None, "--data (source): not inside the source roots"),
+        (["--data", "data/linked.csv"], None, "--data (source): not inside the source roots"),
+        (["--data", "data/../outside.csv"], None, "--data (source): not inside the source roots"),
+        (["--root", "elsewhere"], None, "--root (output_root): not inside the output roots"),
+        (["--root", "out/../elsewhere"], None, "--root (output_root): not inside the output roots"),
         ([], "feature_checkpoint: model.pt\n", "unknown key 'feature_checkpoint'"),
         ([], "runtime: {dask_address: 'tcp://10.0.0.1:8786'}\n", "unknown key 'runtime'"),
         ([], "dask_address: 'tcp://10.0.0.1:8786'\n", "unknown key 'dask_address'"),
@@ -194,11 +198,11 @@ def test_local_default_policy_takes_bases_from_the_working_directorys_configs(
     result = CliRunner().invoke(
         app, ["request", "--data", str(churn_csv), "--base", "specs/base.yaml"]
     )
-    assert result.exit_code == 2 and "base: not inside the spec folder" in result.output
+    assert result.exit_code == 2 and "--base (base): not inside the spec folder" in result.output
     assert str(platform / "configs") in result.output.replace("\n", "")
     monkeypatch.setenv("SYNTH_REQUEST_POLICY", str(platform / "policy.yaml"))
     result = CliRunner().invoke(app, ["request", "--data", str(churn_csv)])
-    assert result.exit_code == 2 and "source: not inside the source roots" in result.output
+    assert result.exit_code == 2 and "--data (source): not inside the source roots" in result.output
 
 
 # ---- cache keys -------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel
-from tqdm.auto import tqdm
 
 from evaluation.gate import GateResult, apply_gate
 from evaluation.images.features import CheckpointFeatures, FeatureExtractor
@@ -19,6 +18,7 @@ from evaluation.images.privacy import ImagePrivacy, LossFn, image_privacy
 from evaluation.table import json_safe
 from synth.config import ImageThresholds
 from synth.errors import InputDataError
+from synth.progress import progress_bar
 
 IMAGE_FIDELITY = ("fid", "precision", "recall", "cas_ratio")
 MIN_IMAGES = 10
@@ -395,7 +395,7 @@ def run_image_parts(
         raise ValueError(f"unknown evaluation parts {unknown}; parts: {list(IMAGE_PARTS)}")
     chosen = [n for n in IMAGE_PARTS if n in names]
     out = {}
-    bar = tqdm(total=len(chosen), desc="evaluate images", disable=not progress, leave=False)
+    bar = progress_bar(total=len(chosen), desc="evaluate images", disable=not progress, leave=False)
     with bar:
         for name in chosen:
             bar.set_postfix_str(name)

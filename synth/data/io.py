@@ -12,6 +12,7 @@ import gzip
 import io
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Literal
 
@@ -20,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from synth.errors import InputDataError
+from synth.errors import InputDataError, did_you_mean
 
 Format = Literal["auto", "csv", "parquet", "hf"]
 
@@ -59,7 +60,8 @@ def detect_format(path: Path) -> Literal["csv", "parquet", "hf"]:
     )
 
 
-def _check_readable(path: Path) -> None:
+def check_readable(path: Path) -> None:
+    """The input exists and may be read; cheap, so a command checks it before anything slow."""
     if not path.exists():
         raise InputDataError(
             f"input {_name(path)} does not exist: check source.path (relative paths are "
@@ -257,7 +259,7 @@ def _raise_on_nested(df: pd.DataFrame, path: Path) -> None:
 def load_table(path: str | os.PathLike[str], format: Format = "auto") -> pd.DataFrame:
     """Read the protected table; `format="auto"` picks the reader by suffix or directory."""
     path = Path(path)
-    _check_readable(path)
+    check_readable(path)
     fmt = detect_format(path) if format == "auto" else format
     if fmt == "csv":
         if path.is_dir():
@@ -280,6 +282,15 @@ def load_table(path: str | os.PathLike[str], format: Format = "auto") -> pd.Data
     return df
 
 
+def unknown_target(target: str, columns: Iterable[object]) -> InputDataError:
+    """The error for a target that names no column: the closest column, then all of them."""
+    columns = [str(c) for c in columns]
+    return InputDataError(
+        f"target column {target!r} is not in the table{did_you_mean(target, columns)}; set "
+        f"source.target to one of: {', '.join(columns)}"
+    )
+
+
 def check_table(df: pd.DataFrame, target: str | None, min_rows: int) -> None:
     """Reject a table the pipeline cannot use, before any work is spent on it."""
     if df.shape[1] == 0:
@@ -290,10 +301,7 @@ def check_table(df: pd.DataFrame, target: str | None, min_rows: int) -> None:
             "add rows, or lower split.min_train_rows / split.min_holdout_rows"
         )
     if target is not None and target not in df.columns:
-        raise InputDataError(
-            f"target column {target!r} is not in the table; set source.target to one of: "
-            + ", ".join(map(str, df.columns))
-        )
+        raise unknown_target(target, df.columns)
     empty = [str(c) for c in df.columns if df[c].isna().all()]
     if empty:
         raise InputDataError(

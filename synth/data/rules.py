@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from synth.data.categories import MISSING, category_key, category_keys, numeric_values
 from synth.data.schema import ColumnSpec, TableSchema
-from synth.errors import ConfigError
+from synth.errors import ConfigError, did_you_mean
 
 PRESENT = "__present__"  # a numeric or datetime column holding a value
 CHANCE = 1e-9  # a rule that would hold this likely by chance alone is not kept
@@ -228,7 +228,10 @@ def check_rule(
     names = {s.name: s for s in schema.modelled}
     for col in rule.columns:
         if col not in names:
-            raise ConfigError(f"rules.add: {rule.describe()}: {col!r} is not a modelled column")
+            raise ConfigError(
+                f"rules.add: {rule.describe()}: {col!r} is not a modelled column"
+                + did_you_mean(col, names)
+            )
     if isinstance(rule, Ordering):
         kinds = {names[c].kind for c in rule.columns}
         if len(kinds) != 1 or kinds & {"categorical"}:

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from synth.data.io import unknown_target
 from synth.data.parsing import epoch_ns, parse_numbers, to_datetimes, utc_offsets
-from synth.errors import InputDataError, SynthWarning, warn_once
+from synth.errors import InputDataError, SynthWarning, did_you_mean, warn_once
 
 ColumnKind = Literal["numeric", "categorical", "datetime", "id", "constant"]
 Scalar = str | bool | int | float
@@ -250,14 +251,14 @@ def infer_schema(
 ) -> TableSchema:
     """Describe every column of `df`; `overrides` (from the config) win over inference."""
     if target is not None and target not in df.columns:
-        raise InputDataError(
-            f"target column {target!r} is not in the table; its columns are: "
-            + ", ".join(map(str, df.columns))
-        )
+        raise unknown_target(target, df.columns)
     overrides = overrides or {}
     unknown = sorted(set(overrides) - set(df.columns))
     if unknown:
-        raise InputDataError(f"schema overrides name columns not in the table: {unknown}")
+        raise InputDataError(
+            f"schema overrides name columns not in the table: {unknown}"
+            f"{did_you_mean(unknown[0], df.columns)}; fix source.columns"
+        )
 
     if target is not None and df[target].dropna().nunique() == 1:
         raise InputDataError(

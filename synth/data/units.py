@@ -13,7 +13,7 @@ import pandas as pd
 from synth.data.parsing import locate
 from synth.data.schema import ColumnOverride
 from synth.data.split import unit_codes
-from synth.errors import ConfigError, InputDataError
+from synth.errors import ConfigError, InputDataError, did_you_mean
 
 ROW = "row"
 
@@ -24,8 +24,8 @@ def unit_column(unit: str, columns: list[str]) -> str | None:
         return None
     if unit not in columns:
         raise ConfigError(
-            f"privacy.unit {unit!r} is not a column of the table: name the column that "
-            "identifies a person, or use row"
+            f"privacy.unit {unit!r} is not a column of the table{did_you_mean(unit, columns)}: "
+            "name the column that identifies a person, or use row"
         )
     return unit
 

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, UNet2DModel
-from tqdm.auto import tqdm
 
 from synth.checkpoint import (
     read_state,
@@ -34,6 +33,7 @@ from synth.dp.preprocess import private_class_counts
 from synth.errors import InputDataError, NotFittedError
 from synth.hashing import json_sha256
 from synth.labels import draw_labels
+from synth.progress import progress_bar
 from synth.synthesizer import Shard, guided
 from synth.tabular.diffusion import make_solver
 from synth.training import drop_labels, make_accelerator, should_resume, train_loop
@@ -317,7 +317,9 @@ class ImageDiffusionSynthesizer:
         if shard_rows is None:
             shard_rows = CUDA_SHARD_IMAGES if device.type == "cuda" else CPU_SHARD_IMAGES
         generator = torch.Generator(device=device).manual_seed(seed)
-        bar = tqdm(total=n, desc="sample", unit="img", disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(
+            total=n, desc="sample", unit="img", disable=not progress, dynamic_ncols=True
+        )
         for start in range(0, n, shard_rows):
             size = min(shard_rows, n - start)
             batch = None if labels is None else labels[start : start + size]

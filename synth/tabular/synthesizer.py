@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import torch
 from diffusers import DDPMScheduler
-from tqdm.auto import tqdm
 
 from synth.checkpoint import (
     read_state,
@@ -39,6 +38,7 @@ from synth.dp.preprocess import private_sketch
 from synth.errors import InputDataError, NotFittedError, SynthWarning
 from synth.hashing import dataframe_sha256, json_sha256
 from synth.labels import draw_labels
+from synth.progress import progress_bar
 from synth.synthesizer import Shard, guided
 from synth.tabular.denoiser import TabularDenoiser
 from synth.tabular.diffusion import GaussianMultinomialDiffusion, make_solver
@@ -349,7 +349,9 @@ class TabularDiffusionSynthesizer:
         if shard_rows is None:  # small passes stay in CPU caches; a GPU wants big batches
             shard_rows = CUDA_SHARD_ROWS if device.type == "cuda" else CPU_SHARD_ROWS
         generator = torch.Generator(device=device).manual_seed(seed)
-        bar = tqdm(total=n, desc="sample", unit="row", disable=not progress, dynamic_ncols=True)
+        bar = progress_bar(
+            total=n, desc="sample", unit="row", disable=not progress, dynamic_ncols=True
+        )
         starts = list(range(0, n, shard_rows))
 
         def draw(start: int) -> pd.DataFrame:
