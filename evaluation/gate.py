@@ -107,6 +107,11 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+CLOSE_MARGIN = 0.10
+"""A passing check within this share of its threshold is marked close to the limit."""
+IDEAL_HALF = ("detection_auc", "mia_auc", "domias_auc", "dcr_share")
+"""Checks whose ideal is 0.5, not 0: their margin is measured from 0.5 (see `close_to_limit`)."""
+
 STEPS_KNOB = "training.steps"
 MEMORISED = (
     f"the model memorised training rows: train fewer steps ({STEPS_KNOB}), or protect more "
@@ -143,6 +148,19 @@ class CheckResult(BaseModel):
     kind: Literal["fidelity", "privacy"]
     description: str
     applicable: bool = True
+
+    @property
+    def close_to_limit(self) -> bool:
+        """Passed, but within `CLOSE_MARGIN` of the threshold, relative to it: 0.93 against a
+        minimum of 0.85, 0.055 against a maximum of 0.06. A check whose ideal is 0.5 (an AUC,
+        the DCR share) measures it from 0.5, so the ideal itself is never close: 0.59 against
+        a maximum of 0.60. A zero threshold, and the yes/no `dp` check, have no margin."""
+        if not (self.applicable and self.passed) or self.value is None:
+            return False
+        if self.name == "dp" or self.threshold == 0:
+            return False
+        ideal = 0.5 if self.name in IDEAL_HALF else 0.0
+        return abs(self.value - self.threshold) <= CLOSE_MARGIN * abs(self.threshold - ideal)
 
     def line(self) -> str:
         """`dcr_share = 0.712 > max 0.600`; the comparison shown is the true one."""
@@ -189,6 +207,7 @@ class GateResult(BaseModel):
             "failures": self.failures(),
             "remedies": self.remedies(),
             "not_applicable": self.not_applicable,
+            "close_to_limit": [c.name for c in self.checks if c.close_to_limit],
             "checks": [c.model_dump() for c in self.checks],
         }
 

@@ -1,9 +1,16 @@
 """The evaluation report: `report.json` for machines, a self-contained `report.html` for people.
 
-The HTML embeds its plots as base64 PNGs and its CSS inline, so it can be attached to a ticket
-or a Prefect artifact as one file. Plots show aggregates only: histograms with bins clipped to
-the train 0.5-99.5% range (extremes are not drawn) and bar charts where categories seen fewer
-than `MIN_CATEGORY_COUNT` times in train are pooled into "(rare)".
+The table report reads worst first: the gate's verdict, the privacy verdict in words, then what
+to look at (failed checks, checks close to their limit, the worst columns and column pairs, the
+rows breaking each logical rule, missing values that moved), then every check, a sortable
+per-column table, and the plots. The plots are interactive Plotly figures (hover values, zoom)
+with plotly.js inlined once, so the page is one file that works offline: see
+`evaluation.report_plots` for why Plotly. The image report shares the gate's pieces here and
+keeps its PNG plots.
+
+Real data enters only as aggregates: binned and pooled shares, association matrices, and the
+privacy-safe column figures of `evaluation.report_columns` (bounds are the `k`-th extremes, never
+a record's; categories held by fewer than `k` training rows are pooled into "(rare)").
 """
 
 from __future__ import annotations
@@ -19,17 +26,43 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from evaluation.encoding import category_keys, numeric_values
-from evaluation.gate import CheckResult, GateResult
+from evaluation.gate import CLOSE_MARGIN, CheckResult, GateResult
+from evaluation.report_columns import (
+    ColumnStats,
+    column_stats,
+    missing_shifts,
+    rule_shares,
+    worst_columns,
+    worst_pairs,
+)
+from evaluation.report_plots import (
+    REAL_COLOR,
+    SYN_COLOR,
+    association_figure,
+    column_figure,
+    distance_figure,
+    figure_html,
+    plotly_script,
+)
+from evaluation.report_sections import (
+    CLOSE_TEXT,
+    CSS,
+    SORT_SCRIPT,
+    close_html,
+    column_table_html,
+    efficacy_html,
+    lineage_html,
+    missing_html,
+    rule_breaks_html,
+    verdict_html,
+    worst_columns_html,
+    worst_pairs_html,
+)
 from evaluation.table import TableEvaluation, json_safe
 from synth.atomic import atomic_write_text
 from synth.data.schema import ColumnSpec, TableSchema
 
 MAX_PLOTTED_COLUMNS = 30
-MAX_BARS = 20
-MIN_CATEGORY_COUNT = 5
-HIST_BINS = 30
-REAL_COLOR, SYN_COLOR = "#4c72b0", "#dd8452"
 
 
 # --------------------------------------------------------------------------- summary rows
@@ -42,7 +75,8 @@ def check_status(check: CheckResult) -> str:
 
 
 def summary_rows(gate: GateResult) -> list[dict[str, Any]]:
-    """One row per gate check, for a CLI table or a Prefect table artifact."""
+    """One row per gate check, for a CLI table or a Prefect table artifact. `close`: passed,
+    but within `CLOSE_MARGIN` (10%) of the threshold."""
     return [
         {
             "check": c.name,
@@ -50,6 +84,7 @@ def summary_rows(gate: GateResult) -> list[dict[str, Any]]:
             "value": None if c.value is None else round(c.value, 4),
             "threshold": f"{'>=' if c.bound == 'min' else '<='} {c.threshold:.3f}",
             "status": check_status(c),
+            "close": c.close_to_limit,
         }
         for c in gate.checks
     ]
@@ -96,91 +131,6 @@ def img_tag(fig: Figure, alt: str) -> str:
     return f'<img src="data:image/png;base64,{_png(fig)}" alt="{html.escape(alt)}">'
 
 
-def _numeric_plot(spec: ColumnSpec, real: pd.Series, syn: pd.Series) -> Figure:
-    r = numeric_values(real, spec.kind)
-    s = numeric_values(syn, spec.kind)
-    r, s = r[~np.isnan(r)], s[~np.isnan(s)]
-    fig = Figure(figsize=(4.2, 2.6), dpi=80)
-    ax = fig.add_subplot()
-    if r.size:
-        lo, hi = np.percentile(r, [0.5, 99.5])
-        hi = hi if hi > lo else lo + 1.0
-        edges = np.linspace(lo, hi, HIST_BINS + 1)
-        for values, color, label in ((r, REAL_COLOR, "real"), (s, SYN_COLOR, "synthetic")):
-            if values.size:
-                ax.hist(
-                    np.clip(values, lo, hi), bins=edges, density=True, alpha=0.55,
-                    color=color, label=label,
-                )  # fmt: skip
-        if spec.kind == "datetime":
-            ticks = ax.get_xticks()
-            ax.set_xticks(ticks)
-            ax.set_xticklabels(
-                [pd.Timestamp(int(t)).strftime("%Y-%m") for t in ticks], rotation=30, fontsize=7
-            )
-    ax.set_title(spec.name, fontsize=9)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7)
-    return fig
-
-
-def _categorical_plot(spec: ColumnSpec, real: pd.Series, syn: pd.Series) -> Figure:
-    r = category_keys(real).fillna("(missing)")
-    s = category_keys(syn).fillna("(missing)")
-    counts = r.value_counts()
-    keep = [c for c in counts.index if counts[c] >= MIN_CATEGORY_COUNT][:MAX_BARS]
-
-    def pooled(v: pd.Series) -> pd.Series:
-        label = np.where(v.isin(keep), v, "(rare)")
-        return pd.Series(label).value_counts(normalize=True)
-
-    pr, ps = pooled(r), pooled(s)
-    labels = keep + (["(rare)"] if "(rare)" in pr.index or "(rare)" in ps.index else [])
-    x = np.arange(len(labels))
-    fig = Figure(figsize=(4.2, 2.6), dpi=80)
-    ax = fig.add_subplot()
-    ax.bar(x - 0.2, pr.reindex(labels, fill_value=0), 0.4, color=REAL_COLOR, label="real")
-    ax.bar(x + 0.2, ps.reindex(labels, fill_value=0), 0.4, color=SYN_COLOR, label="synthetic")
-    ax.set_xticks(x)
-    ax.set_xticklabels([str(v)[:18] for v in labels], rotation=35, ha="right", fontsize=7)
-    ax.set_title(spec.name, fontsize=9)
-    ax.tick_params(axis="y", labelsize=7)
-    ax.legend(fontsize=7)
-    return fig
-
-
-def _heatmap(evaluation: TableEvaluation, columns: list[str]) -> Figure | None:
-    pt = evaluation.pair_trends
-    idx = [pt.columns.index(c) for c in columns if c in pt.columns]
-    if len(idx) < 2:
-        return None
-    diff = (
-        np.array(pt.real_matrix)[np.ix_(idx, idx)] - np.array(pt.synthetic_matrix)[np.ix_(idx, idx)]
-    )
-    names = [pt.columns[i] for i in idx]
-    size = min(3.0 + 0.28 * len(idx), 11.0)
-    fig = Figure(figsize=(size, size * 0.85), dpi=80)
-    ax = fig.add_subplot()
-    im = ax.imshow(np.nan_to_num(diff), cmap="RdBu_r", vmin=-1, vmax=1)
-    ax.set_xticks(range(len(names)))
-    ax.set_yticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=90, fontsize=7)
-    ax.set_yticklabels(names, fontsize=7)
-    ax.set_title("association: real - synthetic (Pearson / Cramer's V)", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    return fig
-
-
-def _dcr_plot(evaluation: TableEvaluation) -> Figure:
-    return distance_histogram_plot(
-        evaluation.privacy.dcr_histogram,
-        threshold=evaluation.privacy.near_copy_threshold,
-        threshold_label="near-copy threshold",
-        xlabel="distance to closest train record",
-        ylabel="share of rows",
-    )
-
-
 def distance_histogram_plot(
     h: Any, *, threshold: float, threshold_label: str, xlabel: str, ylabel: str
 ) -> Figure:
@@ -215,12 +165,15 @@ th{background:#f4f4f4;text-align:left} td.num{text-align:right;font-variant-nume
 .pass{background:#e3f4e3;color:#1b6e1b;font-weight:600}
 .fail{background:#fbe3e3;color:#a31515;font-weight:600}
 .na{background:#eee;color:#666}
+.close{background:#fff3cd;color:#7a5200;font-weight:600}
 .banner{padding:10px 14px;border-radius:6px;font-weight:600;display:inline-block}
 """
 """Shared by the table and image reports."""
 _CSS = (
     BASE_CSS
-    + """.grid{display:flex;flex-wrap:wrap;gap:8px} .grid img{border:1px solid #eee}
+    + CSS
+    + """.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(420px,1fr));gap:8px}
+.grid>div{border:1px solid #eee;min-width:0} .grid h3{font-size:.95em;margin:6px 8px}
 .muted{color:#666;font-size:.85em}
 """
 )
@@ -254,10 +207,12 @@ def checks_table(gate: GateResult) -> str:
     for c in gate.checks:
         status = check_status(c)
         css = {"pass": "pass", "FAIL": "fail"}.get(status, "na")
+        if c.close_to_limit:
+            css, status = "close", f"pass, {CLOSE_TEXT}"
         value = "&ndash;" if c.value is None else f"{c.value:.4f}"
         bound = "&ge;" if c.bound == "min" else "&le;"
         rows.append(
-            f"<tr><td><code>{html.escape(c.name)}</code></td><td>{c.kind}</td>"
+            f'<tr id="check-{c.name}"><td><code>{html.escape(c.name)}</code></td><td>{c.kind}</td>'
             f'<td class="num">{value}</td><td class="num">{bound} {c.threshold:.3f}</td>'
             f'<td class="{css}">{status}</td><td>{html.escape(c.description)}</td></tr>'
         )
@@ -334,12 +289,7 @@ def extra_html(extra: dict[str, Any] | None) -> str:
     """What a report shows besides the checks: DP, protection, and the lineage."""
     if not extra:
         return ""
-    lineage = html.escape(json.dumps(extra, indent=2, default=str))
-    return (
-        dp_html(extra)
-        + protection_html(extra.get("protection"))
-        + f"<h2>Lineage</h2><pre>{lineage}</pre>"
-    )
+    return dp_html(extra) + protection_html(extra.get("protection")) + lineage_html(extra)
 
 
 def protection_html(protection: dict[str, Any] | None) -> str:
@@ -386,26 +336,72 @@ def protection_html(protection: dict[str, Any] | None) -> str:
     return "".join(lines)
 
 
-def rules_html(evaluation: TableEvaluation) -> str:
-    """The logical rules found in the real training rows, by columns, with the synthetic and
-    holdout rows breaking each: names and counts, never a value."""
-    r = evaluation.rules
-    head = (
-        f"<h2>Logical rules</h2><p>{r.n_rules} rule(s) every real training row keeps, each "
-        f"with a premise held by at least {r.min_support} training rows. Rows breaking one: "
-        f"synthetic {r.rule_breaks:.2%}, holdout {r.holdout_rule_breaks:.2%}.</p>"
-    )
-    if not r.groups:
-        return head
-    rows = "".join(
-        f"<tr><td><code>{html.escape(g.rule)}</code></td><td>{g.kind}</td>"
-        f'<td class="num">{g.rules}</td><td class="num">{g.synthetic_breaks}</td>'
-        f'<td class="num">{g.holdout_breaks}</td></tr>'
-        for g in r.groups
-    )
+def worst_first_html(
+    evaluation: TableEvaluation, stats: list[ColumnStats], anchors: dict[str, str]
+) -> str:
+    """What to look at first: failed checks, checks close to their limit, the worst columns
+    and pairs, the rows breaking each rule, and missing values that moved."""
+    m, r = evaluation.metrics, evaluation.rules
+    failures = gate_failures(evaluation.gate)
+    parts = [
+        f"<h3>Failed checks</h3>{failures}" if failures else "",
+        close_html(evaluation.gate),
+        worst_columns_html(worst_columns(stats), anchors),
+        worst_pairs_html(worst_pairs(evaluation.pair_trends)),
+        rule_breaks_html(
+            rule_shares(r, int(m["n_synthetic"] or 0), int(m["n_holdout"] or 0)),
+            r.rule_breaks, r.holdout_rule_breaks, int(m["n_synthetic"] or 0), r.min_support,
+        ),
+        missing_html(missing_shifts(stats)),
+    ]  # fmt: skip
     return (
-        head + "<table><tr><th>rule (columns)</th><th>kind</th><th>value pairs</th>"
-        f"<th>synthetic rows breaking</th><th>holdout rows breaking</th></tr>{rows}</table>"
+        '<section id="worst-first" class="first"><h2>Worst first</h2>'
+        f'<p class="muted">A check within {CLOSE_MARGIN:.0%} of its threshold is marked '
+        f"{CLOSE_TEXT}.</p>{''.join(parts)}</section>"
+    )
+
+
+def distributions_html(
+    evaluation: TableEvaluation,
+    specs: list[ColumnSpec],
+    train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    anchors: dict[str, str],
+    k: int,
+) -> str:
+    """One interactive plot per column, real against synthetic."""
+    plots = []
+    for spec in specs:
+        score = evaluation.shapes.per_column.get(spec.name, float("nan"))
+        metric = evaluation.shapes.metric.get(spec.name, "")
+        fig = column_figure(spec, train[spec.name], synthetic[spec.name], k)
+        body = (
+            figure_html(fig, anchors[spec.name] + "-plot")
+            if fig is not None
+            else f"<p>Fewer than {k} training values: not drawn.</p>"
+        )
+        plots.append(
+            f'<div id="{anchors[spec.name]}"><h3><code>{html.escape(spec.name)}</code> '
+            f'<span class="muted">{metric} {score:.3f}</span></h3>{body}</div>'
+        )
+    omitted = len(evaluation.kinds) - len(specs)
+    return (
+        "<h2>Column distributions (real train against synthetic)</h2>"
+        '<p class="muted">Shares of each side\'s rows. Histograms span the train 0.5&ndash;99.5% '
+        f"range within the protected bounds; categories held by fewer than {k} training rows "
+        'are pooled as "(rare)". Hover for values; drag to zoom, double-click to reset.'
+        f"{f' {omitted} best-matching columns not plotted.' if omitted else ''}</p>"
+        f'<div class="grid">{"".join(plots)}</div>'
+    )
+
+
+def associations_html(evaluation: TableEvaluation, specs: list[ColumnSpec]) -> str:
+    fig = association_figure(evaluation.pair_trends, [c.name for c in specs])
+    body = "<p>Fewer than two columns.</p>" if fig is None else figure_html(fig, "associations")
+    return (
+        '<h2 id="correlations">Correlations</h2><p class="muted">Pearson rho between two '
+        "numbers, Cramer's V (0 to 1) where a category is involved; the third panel is real "
+        "minus synthetic, so 0 (white) is a trend kept.</p>" + body
     )
 
 
@@ -416,44 +412,35 @@ def render_html(
     schema: TableSchema,
     extra: dict[str, Any] | None = None,
 ) -> str:
-    """The report as one self-contained HTML string."""
-
+    """The report as one self-contained HTML string, worst first."""
+    k = evaluation.rare_values.k
     specs = _plotted_columns(evaluation, schema)
-    plots = []
-    for spec in specs:
-        make = _categorical_plot if spec.kind == "categorical" else _numeric_plot
-        fig = make(spec, train[spec.name], synthetic[spec.name])
-        score = evaluation.shapes.per_column.get(spec.name, float("nan"))
-        metric = evaluation.shapes.metric.get(spec.name, "")
-        fig.axes[0].set_title(f"{spec.name}  ({metric} {score:.3f})", fontsize=9)
-        plots.append(img_tag(fig, spec.name))
-    omitted = len(schema.modelled) - len(specs)
-    heat = _heatmap(evaluation, [c.name for c in specs])
+    anchors = {spec.name: f"column-{i}" for i, spec in enumerate(specs)}
+    stats = column_stats(train, synthetic, schema, evaluation.shapes, k)
     m = evaluation.metrics
-    extras = extra_html(extra)
+    privacy = evaluation.privacy
+    dcr = distance_figure(privacy.dcr_histogram, privacy.near_copy_threshold)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Synthetic data evaluation</title>
-<style>{_CSS}</style></head><body>
+<style>{_CSS}</style>{plotly_script()}</head><body>
 <h1>Synthetic data evaluation</h1>
 {gate_banner(evaluation.gate)}
 <p class="muted">train {m["n_train"]} rows, holdout {m["n_holdout"]} rows,
 synthetic {m["n_synthetic"]} rows evaluated (of {m.get("n_synthetic_total", m["n_synthetic"])}),
 seed {evaluation.seed}</p>
-{gate_failures(evaluation.gate)}
+{verdict_html(evaluation.gate, m, k, extra or {})}
+{worst_first_html(evaluation, stats, anchors)}
 <h2>Checks</h2>{checks_table(evaluation.gate)}
-<h2>All figures</h2>{metrics_table(evaluation.metrics)}
-<h2>Column distributions (real train vs synthetic)</h2>
-<p class="muted">Aggregates only; histogram ranges clipped to the train 0.5&ndash;99.5%
-percentiles, categories seen fewer than {MIN_CATEGORY_COUNT} times pooled as "(rare)".
-{f"{omitted} best-matching columns not plotted." if omitted else ""}</p>
-<div class="grid">{"".join(plots)}</div>
-<h2>Pair trends</h2>
-{img_tag(heat, "association difference") if heat is not None else "<p>fewer than two columns</p>"}
-{rules_html(evaluation)}
+{column_table_html(stats, k, anchors)}
+{distributions_html(evaluation, specs, train, synthetic, anchors, k)}
+{associations_html(evaluation, specs)}
+{efficacy_html(evaluation.efficacy)}
 <h2>Distance to closest record</h2>
-{img_tag(_dcr_plot(evaluation), "DCR histogram")}
+{figure_html(dcr, "dcr")}
 <p class="muted">Synthetic rows should sit no closer to the training data than fresh holdout
 rows do; a synthetic spike near zero means copied or nearly copied records.</p>
-{extras}
+<h2>All figures</h2>{metrics_table(evaluation.metrics)}
+{extra_html(extra)}
+<script>{SORT_SCRIPT}</script>
 </body></html>
 """

@@ -62,6 +62,23 @@ def test_bounds_are_inclusive_and_thresholds_configurable() -> None:
     assert gate.failures() == ["mia_auc = 0.510 > max 0.505"]
 
 
+def test_a_pass_within_ten_percent_of_its_threshold_is_close_to_the_limit() -> None:
+    metrics = {
+        **GOOD,
+        "pair_trends": 0.93,  # >= 0.85: 0.085 of room
+        "column_shapes": 0.94,
+        "tstr_gap": 0.095,  # <= 0.10
+        "mia_auc": 0.595,  # <= 0.60, ideal 0.5: 0.01 of room
+        "domias_auc": 0.5,  # its ideal, 0.05 under its limit: never close
+        "rare_values_emitted": 0,  # a zero tolerance has no margin
+        "dcr_share": 0.61,  # failed: not "close"
+    }
+    gate = apply_gate(metrics, Thresholds(), dp=None)
+    close = [c.name for c in gate.checks if c.close_to_limit]
+    assert close == ["pair_trends", "tstr_gap", "mia_auc"]
+    assert gate.to_dict()["close_to_limit"] == close
+
+
 def test_none_is_not_applicable_nan_fails() -> None:
     gate = apply_gate({**GOOD, "tstr_gap": None}, Thresholds())
     assert gate.passed and gate.not_applicable == ["tstr_gap"]

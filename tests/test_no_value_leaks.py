@@ -190,6 +190,38 @@ def test_bad_cell_in_synthetic_table_given_to_evaluate(tmp_path):
     assert_no_leak(value, {"output": text}, tmp_path, skip=[synthetic])
 
 
+def renderings(value: float) -> list[str]:
+    """How a report could print `value`: in full and at the precisions it rounds to."""
+    return [f"{value:.0f}", *(f"{value:.{d}g}" for d in (3, 4, 6))]
+
+
+def test_the_report_shows_no_rare_category_or_extreme_number(tmp_path):
+    """The report's plots, worst-first lists and per-column table draw on real and synthetic
+    rows: a category fewer than k rows hold, and a number beyond the k-th extremes, on either
+    side, must appear in neither report file."""
+    rare_real, rare_syn = leak("report-real"), leak("report-syn")
+    extreme_real, extreme_syn = 987654.0, 876543.0
+    df = table()
+    real, holdout, syn = df.iloc[:200].copy(), df.iloc[200:], df.iloc[:150].copy()
+    real.loc[[10, 11], "city"] = rare_real  # 2 rows: under k = 5
+    real.loc[5, "income"] = extreme_real
+    syn.loc[7, "city"] = rare_syn
+    syn.loc[3, "income"] = extreme_syn
+    paths = {name: tmp_path / f"{name}.csv" for name in ("real", "holdout", "syn")}
+    for name, frame in zip(paths, (real, holdout, syn), strict=True):
+        frame.to_csv(paths[name], index=False)
+    out = tmp_path / "report"
+    result = cli(
+        "evaluate", "--real", str(paths["real"]), "--holdout", str(paths["holdout"]),
+        "--synthetic", str(paths["syn"]), "--target", "target", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code in (0, 1), result.output  # the planted values may fail the gate
+    page = (out / "report.html").read_text()
+    assert 'id="worst-first"' in page and 'id="columns"' in page and "plotly-graph-div" in page
+    for value in (rare_real, rare_syn, *renderings(extreme_real), *renderings(extreme_syn)):
+        assert_no_leak(value, {"output": result.output}, out)
+
+
 def _dicom_folder(tmp_path: Path, value: str) -> Path:
     import pydicom
     from pydicom import config

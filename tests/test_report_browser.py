@@ -1,0 +1,202 @@
+"""The table report in a real browser: Debian's chromium, driven by Selenium.
+
+The report is built from real rows (Telco churn) with no model: fresh real rows stand in for a
+synthesiser's, with a rule break planted in them (customers without internet service whose
+`online_security` says "No" instead of "No internet service"). The page must load offline
+without a console error; the verdict, the worst-first section, the per-column table and the
+interactive plots must be visible; the table must sort on a click; a plot must answer a hover;
+and the planted break must head the worst-first section's rules. Each run saves screenshots
+under out/report-screenshots/.
+
+Selenium is pointed at the system's chromium and chromedriver by path, so its driver manager
+downloads nothing. Without them installed (`apt-get install chromium chromium-driver`, as
+.ci/run does) the tests skip.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from evaluation_fixtures import ChurnSplit, split_churn
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from evaluation.report import write_report
+from evaluation.table import TableEvaluation, evaluate_table
+from synth.config import Thresholds
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+SHOTS = ROOT / "out" / "report-screenshots"
+PLANTED_RULE = "internet_service -> online_security"
+WAIT_S = 30
+
+
+def plant_rule_breaks(churn: ChurnSplit) -> tuple:
+    """Fresh real rows, half of those without internet service given `online_security = No`:
+    rows that break a rule every training row keeps."""
+    syn = churn.fresh.copy()
+    no_internet = syn.index[syn["internet_service"] == "No"]
+    broken = no_internet[: len(no_internet) // 2]
+    syn.loc[broken, "online_security"] = "No"
+    return syn, len(broken)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TableEvaluation, int]:
+    churn = split_churn()
+    syn, n_broken = plant_rule_breaks(churn)
+    evaluation = evaluate_table(
+        churn.train, churn.holdout, syn, churn.schema, Thresholds(), progress=False
+    )
+    _, page = write_report(
+        evaluation, tmp_path_factory.mktemp("report"), train=churn.train, synthetic=syn,
+        schema=churn.schema, extra={"spec_hash": "abc123", "dp": None},
+    )  # fmt: skip
+    return page, evaluation, n_broken
+
+
+@pytest.fixture(scope="module")
+def browser() -> WebDriver:
+    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000"):  # fmt: skip
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("SE_OFFLINE", "true")  # Selenium's manager: never a download
+        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    yield driver
+    driver.quit()
+
+
+class Page(NamedTuple):
+    driver: WebDriver
+    console: list[dict[str, Any]]
+    """The browser's console entries while the page loaded."""
+
+
+@pytest.fixture(scope="module")
+def loaded(browser: WebDriver, report: tuple[Path, TableEvaluation, int]) -> Page:
+    """The report, opened once, with every plot drawn."""
+    browser.get(report[0].as_uri())
+    WebDriverWait(browser, WAIT_S).until(
+        lambda d: d.execute_script(
+            "var divs = document.querySelectorAll('.plotly-graph-div');"
+            "return divs.length > 0 && Array.prototype.every.call(divs,"
+            " function (d) { return d.querySelector('.main-svg') !== null; });"
+        )
+    )
+    console = browser.get_log("browser")
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(SHOTS / "01-top.png"))
+    shot(browser, "00-full-page.png")
+    return Page(browser, console)
+
+
+@pytest.fixture
+def page(loaded: Page) -> WebDriver:
+    return loaded.driver
+
+
+def shot(driver: WebDriver, name: str, element: Any = None) -> None:
+    """A PNG of `element` (or the whole page) under out/report-screenshots/, taller than the
+    window if need be (Chrome DevTools' capture beyond the viewport)."""
+    rect = driver.execute_script(
+        "var r = arguments[0] ? arguments[0].getBoundingClientRect() : null;"
+        "var d = document.documentElement;"
+        "return r ? {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}"
+        " : {x: 0, y: 0, width: d.scrollWidth, height: d.scrollHeight};",
+        element,
+    )
+    beyond = rect["height"] > driver.execute_script("return innerHeight;")  # resizes the page
+    png = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {"captureBeyondViewport": beyond, "clip": {**rect, "scale": 1}},
+    )["data"]
+    (SHOTS / name).write_bytes(base64.b64decode(png))
+
+
+def test_loads_offline_without_console_errors(loaded: Page) -> None:
+    assert [e for e in loaded.console if e["level"] == "SEVERE"] == []
+    fetched = loaded.driver.execute_script(
+        "return performance.getEntriesByType('resource').map(function (e) { return e.name; });"
+    )
+    assert [u for u in fetched if not u.startswith(("file:", "data:", "blob:"))] == []
+
+
+def test_verdict_worst_first_table_and_plots_are_visible(page: WebDriver) -> None:
+    verdict = page.find_element(By.ID, "verdict")
+    assert verdict.is_displayed() and "Privacy verdict" in verdict.text
+    assert "evidence, not proof" in verdict.text
+    worst = page.find_element(By.ID, "worst-first")
+    assert worst.is_displayed() and "Worst columns" in worst.text
+    assert "Worst column pairs" in worst.text
+    table = page.find_element(By.CSS_SELECTOR, "#columns table.sortable")
+    assert table.is_displayed() and len(table.find_elements(By.CSS_SELECTOR, "tbody tr")) == 20
+    plots = page.find_elements(By.CSS_SELECTOR, ".plotly-graph-div")
+    assert len(plots) == 20 + 2  # the columns, the associations, the distances
+    assert any(p.is_displayed() for p in plots)
+    shot(page, "02-verdict.png", verdict)
+    shot(page, "03-worst-first.png", worst)
+    shot(page, "04-per-column-table.png", table)
+    shot(page, "06-associations.png", page.find_element(By.ID, "associations"))
+
+
+def test_a_plot_answers_a_hover(page: WebDriver) -> None:
+    cell = page.find_element(By.ID, "column-0")
+    page.execute_script("arguments[0].scrollIntoView({block: 'center'});", cell)
+    bar = cell.find_element(By.CSS_SELECTOR, ".bars path")
+    ActionChains(page).move_to_element(bar).perform()
+    hover = WebDriverWait(page, WAIT_S).until(
+        lambda d: cell.find_elements(By.CSS_SELECTOR, ".hoverlayer .hovertext")
+    )
+    assert "of rows" in hover[0].text
+    shot(page, "05-hover.png", cell)
+
+
+def _column(page: WebDriver, index: int) -> list[str]:
+    rows = page.find_elements(By.CSS_SELECTOR, "#columns tbody tr")
+    return [r.find_elements(By.TAG_NAME, "td")[index].get_attribute("data-sort") for r in rows]
+
+
+def test_the_per_column_table_sorts_on_a_click(page: WebDriver) -> None:
+    heads = page.find_elements(By.CSS_SELECTOR, "#columns thead th")
+    names = [h.text for h in heads]
+    by_name, by_score = names.index("column"), names.index("shape score")
+    page.execute_script("arguments[0].scrollIntoView(true);", heads[0])
+    heads[by_name].click()
+    assert _column(page, by_name) == sorted(_column(page, by_name))
+    assert heads[by_name].get_attribute("aria-sort") == "ascending"
+    heads[by_score].click()
+    heads[by_score].click()  # the second click reverses
+    scores = [float(s) for s in _column(page, by_score)]
+    assert scores == sorted(scores, reverse=True)
+    assert heads[by_score].get_attribute("aria-sort") == "descending"
+
+
+def test_a_planted_rule_break_heads_the_worst_first_section(
+    page: WebDriver, report: tuple[Path, TableEvaluation, int]
+) -> None:
+    _, evaluation, n_broken = report
+    worst = page.find_element(By.ID, "worst-first")
+    assert "rule_break_excess" in worst.text  # a failed check, first
+    first = worst.find_element(By.CSS_SELECTOR, "table.rules tbody tr")
+    assert first.is_displayed()
+    cells = [td.text for td in first.find_elements(By.TAG_NAME, "td")]
+    rules = [g.rule for g in evaluation.rules.groups if g.synthetic_breaks == n_broken]
+    assert PLANTED_RULE in rules and cells[0] in rules
+    assert cells[2].startswith(f"{n_broken} (") and cells[3].startswith("0 (")
+    table = worst.find_element(By.CSS_SELECTOR, "table.rules")
+    assert PLANTED_RULE in table.text
+    shot(page, "07-rule-breaks.png", table)
