@@ -200,8 +200,10 @@ class ImageSuite:
         extra: dict[str, Any] | None,
     ) -> Path:
         json_path, _ = write_image_report(
-            evaluation, out_dir, train=inputs.train, synthetic=inputs.synthetic, extra=extra
-        )
+            evaluation, out_dir, train=inputs.train, synthetic=inputs.synthetic,
+            synthetic_labels=inputs.synthetic_labels, class_names=inputs.class_names,
+            extra=extra,
+        )  # fmt: skip
         return json_path
 
 

@@ -1,5 +1,5 @@
 """Image-set evaluation on real images: scikit-learn's digits (1,797 8x8 images, 10 classes),
-upscaled to 16x16 and split (seeded) into train 900 / holdout 450 / fresh 447.
+upscaled to 16x16 and split (seeded) into train 900 / holdout 450 / fresh 447 (image_fixtures).
 
 `fresh` is real data the "generator" never saw: what a perfect synthesiser would emit, so it
 must pass the gate with the default `ImageThresholds`. Leaky and broken sets must fail.
@@ -8,56 +8,34 @@ must pass the gate with the default `ImageThresholds`. Leaky and broken sets mus
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import io
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from image_fixtures import N_HOLDOUT, SIZE, Digits, load_split
 from PIL import Image
-from sklearn.datasets import load_digits
-from torch.nn import functional as F
 
 from evaluation.gate import DP_FIELDS
 from evaluation.images import FeatureExtractor, ImageEvaluation, evaluate_images, image_gate
 from evaluation.images.fidelity import fid, precision_recall
 from evaluation.images.privacy import membership_auc
-from evaluation.images.report import png_bytes, write_image_report
+from evaluation.images.report import (
+    RARE_CLASS,
+    class_labels,
+    fid_html,
+    png_bytes,
+    write_image_report,
+)
 from synth.config import ImageThresholds
 from synth.errors import InputDataError
 
-SIZE = 16
-SPLIT_SEED = 0
-N_TRAIN, N_HOLDOUT = 900, 450
 PLANTED_SHARE = 0.3
 CHECKS = [f.rpartition("_")[0] for f in ImageThresholds.model_fields if f not in DP_FIELDS]
-
-
-@dataclass(frozen=True)
-class Digits:
-    train: np.ndarray
-    train_labels: np.ndarray
-    holdout: np.ndarray
-    holdout_labels: np.ndarray
-    fresh: np.ndarray
-    fresh_labels: np.ndarray
-
-
-@functools.cache
-def load_split() -> Digits:
-    d = load_digits()
-    x = torch.from_numpy(d.images[:, None].astype(np.float32) / 16.0)
-    x = F.interpolate(x, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
-    images = x.clamp(0, 1).numpy()
-    labels = d.target.astype(np.int64)
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
-    tr, ho, fr = np.split(order, [N_TRAIN, N_TRAIN + N_HOLDOUT])
-    return Digits(images[tr], labels[tr], images[ho], labels[ho], images[fr], labels[fr])
 
 
 def _key(image: np.ndarray) -> bytes:
@@ -133,6 +111,8 @@ def test_fresh_real_images_pass(fresh_eval: ImageEvaluation) -> None:
     assert [c.name for c in fresh_eval.gate.checks] == CHECKS
     assert all(c.applicable for c in fresh_eval.gate.checks)
     assert m["fid"] < 10
+    # FID's real baseline (holdout vs train) is a figure, not a check, on the same scale
+    assert 0 < m["fid_real_baseline"] < 10 and m["fid"] < 3 * m["fid_real_baseline"]
     assert m["precision"] > 0.8 and m["recall"] > 0.8
     assert m["real_accuracy"] > 0.9 and 0.95 < m["cas_ratio"] < 1.05
     assert 0.9 < m["nn_distance_ratio"] < 1.1
@@ -164,12 +144,18 @@ def test_planted_copies_fail(
     assert max(planted_eval.privacy.closest_distances) == 0.0
 
 
-def test_noise_fails_fidelity(digits: Digits, features: FeatureExtractor) -> None:
+def test_noise_fails_fidelity(
+    digits: Digits, features: FeatureExtractor, fresh_eval: ImageEvaluation
+) -> None:
     noise = np.random.default_rng(2).random(digits.fresh.shape, dtype=np.float32)
     ev = _evaluate(digits, noise, digits.fresh_labels, features=features)
     failed = {c.name for c in ev.gate.checks if not c.passed}
     assert {"fid", "precision", "cas_ratio"} <= failed
     assert ev.metrics["fid"] > 100 and ev.metrics["cas_ratio"] < 0.5
+    # the baseline compares real sets only: the same whatever the synthetic images are
+    baseline = ev.metrics["fid_real_baseline"]
+    assert baseline == pytest.approx(fresh_eval.metrics["fid_real_baseline"])
+    assert ev.metrics["fid"] > 20 * baseline
 
 
 def test_blank_fails_without_labels(digits: Digits) -> None:
@@ -275,9 +261,13 @@ def test_report_files_and_no_train_images(
     assert set(CHECKS) <= set(payload["metrics"]) and payload["extra"] == {"job": "digits"}
     assert payload["privacy"]["mia_attack"] == "loss" and not payload["gate"]["passed"]
     assert len(json_path.read_text()) < 50_000  # aggregates only, no pixel data
+    assert payload["metrics"]["fid_real_baseline"] == planted_eval.metrics["fid_real_baseline"]
 
     page = html_path.read_text()
     assert "GATE FAILED" in page and "near_duplicate_share" in page
+    assert fid_html(planted_eval.metrics) in page
+    assert re.search(r"FID [\d.]+</strong> \(real holdout vs real train: [\d.]+\)", page)
+    assert 'class="label"' not in page  # no labels given, none shown
     pngs = _embedded_pngs(page)
     assert len(pngs) > 20  # sample grid, closest images, histogram
     assert "withheld" in page  # planted copies in the grid / closest panel are not drawn
@@ -292,11 +282,32 @@ def test_report_shows_synthetic_samples(
     tmp_path: Path, digits: Digits, fresh_eval: ImageEvaluation
 ) -> None:
     _, html_path = write_image_report(
-        fresh_eval, tmp_path, train=digits.train, synthetic=digits.fresh
-    )
+        fresh_eval, tmp_path, train=digits.train, synthetic=digits.fresh,
+        synthetic_labels=digits.fresh_labels,
+    )  # fmt: skip
     page = html_path.read_text()
     assert "GATE PASSED" in page
     samples = [p for p in _embedded_pngs(page) if p.shape == (SIZE, SIZE)]
     assert len(samples) >= 48
+    # every thumbnail over its own class label (the label values: no class_names given)
+    captions = re.findall(r'<span class="label">([^<]*)</span><span>#(\d+) d=', page)
+    assert len(captions) >= 48
+    assert all(name == str(digits.fresh_labels[int(i)]) for name, i in captions)
+    assert len({name for name, _ in captions}) > 5
     counts = json.loads((tmp_path / "report.json").read_text())["class_counts"]
     assert sum(c["synthetic"] for c in counts.values()) == len(digits.fresh)
+
+
+def test_thumbnail_labels_name_classes_and_hide_rare_ones(fresh_eval: ImageEvaluation) -> None:
+    """A label is an index into class_names (or, without them, the name is its value); a class
+    with fewer than MIN_CLASS_COUNT train images is not named under a thumbnail."""
+    counts = {str(v): {"train": 50, "holdout": 20, "synthetic": 9} for v in range(10)}
+    counts["7"] = {"train": 3, "holdout": 0, "synthetic": 4}  # rare in train
+    ev = fresh_eval.model_copy(update={"class_counts": counts})
+    labels = np.array([0, 7, 9, 7])
+    assert class_labels(ev, labels, None) == ["0", RARE_CLASS, "9", RARE_CLASS]
+    names = [f"class-{v}" for v in range(10)]
+    renamed = {f"class-{k}": v for k, v in counts.items()}
+    ev = fresh_eval.model_copy(update={"class_counts": renamed})
+    assert class_labels(ev, labels, names) == ["class-0", RARE_CLASS, "class-9", RARE_CLASS]
+    assert class_labels(ev, None, names) is None

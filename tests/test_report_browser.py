@@ -8,74 +8,49 @@ interactive plots must be visible; the table must sort on a click; a plot must a
 and the planted break must head the worst-first section's rules. Each run saves screenshots
 under out/report-screenshots/.
 
-Selenium is pointed at the system's chromium and chromedriver by path, so its driver manager
-downloads nothing. Without them installed (`apt-get install chromium chromium-driver`, as
-.ci/run does) the tests skip.
+The report and the browser come from report_pages.py (shared with the image report's test
+and docs/make_screenshots.py). Selenium is pointed at the system's chromium and chromedriver by
+path, so its driver manager downloads nothing. Without them installed (`apt-get install
+chromium chromium-driver`, as .ci/run does) the tests skip.
 """
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from evaluation_fixtures import ChurnSplit, split_churn
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
+from report_pages import (
+    SHOTS,
+    WAIT_S,
+    have_chromium,
+    open_report,
+    remote_fetches,
+    severe,
+    shot,
+    start_chromium,
+    table_report,
+)
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from evaluation.report import write_report
-from evaluation.table import TableEvaluation, evaluate_table
-from synth.config import Thresholds
+from evaluation.table import TableEvaluation
 
-ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-SHOTS = ROOT / "out" / "report-screenshots"
 PLANTED_RULE = "internet_service -> online_security"
-WAIT_S = 30
-
-
-def plant_rule_breaks(churn: ChurnSplit) -> tuple:
-    """Fresh real rows, half of those without internet service given `online_security = No`:
-    rows that break a rule every training row keeps."""
-    syn = churn.fresh.copy()
-    no_internet = syn.index[syn["internet_service"] == "No"]
-    broken = no_internet[: len(no_internet) // 2]
-    syn.loc[broken, "online_security"] = "No"
-    return syn, len(broken)
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TableEvaluation, int]:
-    churn = split_churn()
-    syn, n_broken = plant_rule_breaks(churn)
-    evaluation = evaluate_table(
-        churn.train, churn.holdout, syn, churn.schema, Thresholds(), progress=False
-    )
-    _, page = write_report(
-        evaluation, tmp_path_factory.mktemp("report"), train=churn.train, synthetic=syn,
-        schema=churn.schema, extra={"spec_hash": "abc123", "dp": None},
-    )  # fmt: skip
-    return page, evaluation, n_broken
+    return table_report(tmp_path_factory.mktemp("report"))
 
 
 @pytest.fixture(scope="module")
 def browser() -> WebDriver:
-    if not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()):
+    if not have_chromium():
         pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1400,1000"):  # fmt: skip
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("SE_OFFLINE", "true")  # Selenium's manager: never a download
-        driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver = start_chromium()
     yield driver
     driver.quit()
 
@@ -89,15 +64,7 @@ class Page(NamedTuple):
 @pytest.fixture(scope="module")
 def loaded(browser: WebDriver, report: tuple[Path, TableEvaluation, int]) -> Page:
     """The report, opened once, with every plot drawn."""
-    browser.get(report[0].as_uri())
-    WebDriverWait(browser, WAIT_S).until(
-        lambda d: d.execute_script(
-            "var divs = document.querySelectorAll('.plotly-graph-div');"
-            "return divs.length > 0 && Array.prototype.every.call(divs,"
-            " function (d) { return d.querySelector('.main-svg') !== null; });"
-        )
-    )
-    console = browser.get_log("browser")
+    console = open_report(browser, report[0])
     SHOTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(SHOTS / "01-top.png"))
     shot(browser, "00-full-page.png")
@@ -109,30 +76,9 @@ def page(loaded: Page) -> WebDriver:
     return loaded.driver
 
 
-def shot(driver: WebDriver, name: str, element: Any = None) -> None:
-    """A PNG of `element` (or the whole page) under out/report-screenshots/, taller than the
-    window if need be (Chrome DevTools' capture beyond the viewport)."""
-    rect = driver.execute_script(
-        "var r = arguments[0] ? arguments[0].getBoundingClientRect() : null;"
-        "var d = document.documentElement;"
-        "return r ? {x: r.left + scrollX, y: r.top + scrollY, width: r.width, height: r.height}"
-        " : {x: 0, y: 0, width: d.scrollWidth, height: d.scrollHeight};",
-        element,
-    )
-    beyond = rect["height"] > driver.execute_script("return innerHeight;")  # resizes the page
-    png = driver.execute_cdp_cmd(
-        "Page.captureScreenshot",
-        {"captureBeyondViewport": beyond, "clip": {**rect, "scale": 1}},
-    )["data"]
-    (SHOTS / name).write_bytes(base64.b64decode(png))
-
-
 def test_loads_offline_without_console_errors(loaded: Page) -> None:
-    assert [e for e in loaded.console if e["level"] == "SEVERE"] == []
-    fetched = loaded.driver.execute_script(
-        "return performance.getEntriesByType('resource').map(function (e) { return e.name; });"
-    )
-    assert [u for u in fetched if not u.startswith(("file:", "data:", "blob:"))] == []
+    assert severe(loaded.console) == []
+    assert remote_fetches(loaded.driver) == []
 
 
 def test_verdict_worst_first_table_and_plots_are_visible(page: WebDriver) -> None:
