@@ -69,3 +69,16 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     from prefect.server.api.server import SubprocessASGIServer
 
     SubprocessASGIServer().stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless chromium driven by Selenium, for the report pages' tests; they skip where
+    Debian's chromium and chromium-driver are not installed (.ci/run installs them)."""
+    from report_pages import have_chromium, start_chromium
+
+    if not have_chromium():
+        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
+    driver = start_chromium()
+    yield driver
+    driver.quit()

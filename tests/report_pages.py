@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from evaluation_fixtures import ChurnSplit, split_churn
@@ -100,6 +100,14 @@ def image_report(out_dir: Path) -> tuple[Path, ImageEvaluation, Digits, np.ndarr
 
 
 # --------------------------------------------------------------------------- browser
+
+
+class Page(NamedTuple):
+    """A report opened in the browser."""
+
+    driver: WebDriver
+    console: list[dict[str, Any]]
+    """The browser's console entries while the page loaded."""
 
 
 def have_chromium() -> bool:

@@ -183,21 +183,18 @@ def test_evaluate_fails_planted_copies(real_split, tmp_path):
     assert "exact_copy_excess" in " ".join(r.output.split())
 
 
+def _evaluate(paths, synthetic, out, *extra: str):
+    """`synth evaluate` of `synthetic` against the split's train and holdout files."""
+    return _run(
+        "evaluate", "--real", str(paths["train"]), "--holdout", str(paths["holdout"]),
+        "--synthetic", str(synthetic), "--out", str(out), *extra,
+    )  # fmt: skip
+
+
 def test_evaluate_threshold_override_via_set(real_split, tmp_path):
     paths, _ = real_split
-    r = _run(
-        "evaluate",
-        "--real",
-        str(paths["train"]),
-        "--holdout",
-        str(paths["holdout"]),
-        "--synthetic",
-        str(paths["fresh"]),
-        "--out",
-        str(tmp_path / "r"),
-        "--no-progress",
-        "--set",
-        "dcr_share_max=0.1",
+    r = _evaluate(
+        paths, paths["fresh"], tmp_path / "r", "--no-progress", "--set", "dcr_share_max=0.1"
     )
     assert r.exit_code == EXIT_GATE_FAILED
     assert "dcr_share" in r.output
@@ -206,17 +203,7 @@ def test_evaluate_threshold_override_via_set(real_split, tmp_path):
 def test_evaluate_progress_in_a_log_is_a_few_plain_lines(real_split, tmp_path):
     """CliRunner's stderr is not a terminal, as in CI or `2> run.log`: no `\\r` redraws."""
     paths, _ = real_split
-    r = _run(
-        "evaluate",
-        "--real",
-        str(paths["train"]),
-        "--holdout",
-        str(paths["holdout"]),
-        "--synthetic",
-        str(paths["fresh"]),
-        "--out",
-        str(tmp_path / "r"),
-    )
+    r = _evaluate(paths, paths["fresh"], tmp_path / "r")
     assert r.exit_code in (0, EXIT_GATE_FAILED), r.output
     progress = [line for line in r.output.splitlines() if line.startswith("evaluate:")]
     assert 2 <= len(progress) <= 5 and "100%" in progress[-1], r.output

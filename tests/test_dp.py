@@ -164,36 +164,33 @@ def test_each_clipped_per_example_gradient_is_within_the_bound(per_example):
 
 def test_ghost_clipping_and_materialised_gradients_take_the_same_steps():
     """The two ways to clip give the same weights after the same noisy steps."""
-    weights = []
-    for per_example in (True, False):
-        model = _denoiser()
-        trainer = DPTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), _plan(0.7),
-                            None, 64, seed=3, per_example_loss=per_example)  # fmt: skip
-        trainer.sampler = UnitSampler(None, 64, 0.5, seed=3)
-        for _ in range(3):
-            trainer.step(_loss(per_example), "cpu")
-        trainer.close()
-        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
-    assert torch.allclose(weights[0], weights[1], atol=1e-5)
+    ghost, materialised = (_after_three_steps(_plan(0.7), p) for p in (True, False))
+    assert torch.allclose(ghost, materialised, atol=1e-5)
+
+
+def _after_three_steps(plan, per_example: bool) -> torch.Tensor:
+    """The weights after three noisy DP steps on Poisson batches of about 32 of 64 rows."""
+    model = _denoiser()
+    trainer = DPTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), plan,
+                        None, 64, seed=3, per_example_loss=per_example)  # fmt: skip
+    trainer.sampler = UnitSampler(None, 64, 0.5, seed=3)
+    for _ in range(3):
+        trainer.step(_loss(per_example), "cpu")
+    trainer.close()
+    return _flat(model)
 
 
 @pytest.mark.parametrize("per_example", [True, False])
 def test_a_large_batch_in_physical_parts_takes_the_same_steps(per_example):
     """Split into parts of 5 (BatchMemoryManager's protocol), the same noisy steps give the
     same weights as whole batches of about 32: the noise is added once per step."""
-    weights = []
-    for part in (1024, 5):
-        model = _denoiser()
-        plan = _plan(0.7).model_copy(update={"max_physical_batch_size": part})
-        trainer = DPTrainer(model, torch.optim.SGD(model.parameters(), lr=1e-3), plan,
-                            None, 64, seed=3, per_example_loss=per_example)  # fmt: skip
-        trainer.sampler = UnitSampler(None, 64, 0.5, seed=3)
-        for _ in range(3):
-            trainer.step(_loss(per_example), "cpu")
-        trainer.close()
-        weights.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
-    assert not torch.allclose(weights[0], _flat(_denoiser()))  # the steps moved the weights
-    assert torch.allclose(weights[0], weights[1], atol=1e-5)
+    whole, parts = (
+        _after_three_steps(_plan(0.7).model_copy(update={"max_physical_batch_size": size}),
+                           per_example)
+        for size in (1024, 5)
+    )  # fmt: skip
+    assert not torch.allclose(whole, _flat(_denoiser()))  # the steps moved the weights
+    assert torch.allclose(whole, parts, atol=1e-5)
 
 
 def _flat(model: torch.nn.Module) -> torch.Tensor:

@@ -22,14 +22,13 @@ from report_pages import (
     DIGIT_NAMES,
     N_IMAGE_COPIES,
     SHOTS,
-    have_chromium,
+    Page,
     image_report,
     noisy_digits,
     open_report,
     remote_fetches,
     severe,
     shot,
-    start_chromium,
 )
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -43,20 +42,6 @@ class Report(NamedTuple):
     evaluation: ImageEvaluation
     labels: list[str]
     """Each synthetic image's class name."""
-
-
-class Page(NamedTuple):
-    driver: WebDriver
-    console: list[dict[str, Any]]
-
-
-@pytest.fixture(scope="module")
-def browser() -> WebDriver:
-    if not have_chromium():
-        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
-    driver = start_chromium()
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")

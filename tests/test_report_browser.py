@@ -17,18 +17,16 @@ chromium chromium-driver`, as .ci/run does) the tests skip.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import pytest
 from report_pages import (
     SHOTS,
     WAIT_S,
-    have_chromium,
+    Page,
     open_report,
     remote_fetches,
     severe,
     shot,
-    start_chromium,
     table_report,
 )
 from selenium.webdriver.common.action_chains import ActionChains
@@ -44,21 +42,6 @@ PLANTED_RULE = "internet_service -> online_security"
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, TableEvaluation, int]:
     return table_report(tmp_path_factory.mktemp("report"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> WebDriver:
-    if not have_chromium():
-        pytest.skip("chromium and chromium-driver are not installed (.ci/run installs them)")
-    driver = start_chromium()
-    yield driver
-    driver.quit()
-
-
-class Page(NamedTuple):
-    driver: WebDriver
-    console: list[dict[str, Any]]
-    """The browser's console entries while the page loaded."""
 
 
 @pytest.fixture(scope="module")
