@@ -2,7 +2,7 @@
 beside the same model without DP.
 
     python bench/bench_dp_images.py [--epsilons 10,1,inf] [--steps 300] [--batch 256]
-        [--channels 16,32,32] [--multiplicity 4] [--lr 2e-3] [--quick]
+        [--channels 16,32,32] [--multiplicity 4] [--lr 2e-3] [--audit] [--quick]
 
 The pixels and split are the demo's (`bench_gpu.digits_16`: scikit-learn's digits, 8x8 scaled
 to 16x16; 1,257 train and 540 holdout images, one image per person). Each run fits
@@ -17,6 +17,11 @@ DP-SGD materialises per-example gradients of the UNet (Opacus has no ghost norms
 convolutions), so a step costs about `multiplicity` plain backward passes of the batch: the DP
 runs use a smaller UNet and a few hundred steps to fit a CPU. `--quick` is a smoke run.
 
+`--audit` (or `--audit-only`, for runs already recorded) trains once more per epsilon with 500
+of the holdout images as canaries, each added with probability 1/2, and gives the one-run
+audit's lower bound on epsilon (`synth.dp.audit`, as `synth audit` does); it must never exceed
+the claim.
+
 Results go to bench/results_dp_images.json (rewritten after each run) and print as a table.
 """
 
@@ -30,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from rich.console import Console
 from rich.table import Table
@@ -48,6 +54,8 @@ from synth.config import (  # noqa: E402
     TrainingSpec,
 )
 from synth.data.split import split_indices  # noqa: E402
+from synth.dp.accounting import resolve_delta  # noqa: E402
+from synth.dp.audit import audit  # noqa: E402
 from synth.images.io import ImageSet  # noqa: E402
 from synth.images.synthesizer import ImageDiffusionSynthesizer  # noqa: E402
 
@@ -56,24 +64,50 @@ THREADS = 2
 console = Console()
 
 
-def run(epsilon: float, args: argparse.Namespace, x, y, tr, ho) -> dict[str, Any]:
+NAMES = [str(i) for i in range(10)]
+
+
+def synthesizer(epsilon: float, args: argparse.Namespace) -> ImageDiffusionSynthesizer:
+    """The DP settings of the module docstring at a finite epsilon; the demo's without DP."""
     dp = None if math.isinf(epsilon) else DPSpec(
         epsilon=epsilon, noise_multiplicity=args.multiplicity
     )  # fmt: skip
-    channels = [int(c) for c in args.channels.split(",")]
     steps = args.steps if dp else args.plain_steps
-    batch = args.batch if dp else 64
-    synth = ImageDiffusionSynthesizer(
-        ImageModelSpec(block_out_channels=channels),
+    return ImageDiffusionSynthesizer(
+        ImageModelSpec(block_out_channels=[int(c) for c in args.channels.split(",")]),
         TrainingSpec(
-            steps=steps, batch_size=batch, lr=args.lr if dp else 1e-3,
+            steps=steps, batch_size=args.batch if dp else 64, lr=args.lr if dp else 1e-3,
             warmup_steps=min(100, steps // 10), ema_decay=args.ema if dp else 0.999,
         ),
         seed=0,
         device="cpu",
         privacy=PrivacySpec(dp=dp),
     )  # fmt: skip
-    names = [str(i) for i in range(10)]
+
+
+def audit_digits(epsilon: float, args: argparse.Namespace, x, y, tr, ho) -> dict[str, Any]:
+    """One more training run with the holdout images as canaries, each added with
+    probability 1/2, scored by denoising loss (as `synth audit` does)."""
+    rng = np.random.default_rng(7)
+    pick = np.sort(rng.choice(ho, size=min(args.canaries, len(ho)), replace=False))
+    included = rng.random(len(pick)) < 0.5
+    rows = np.concatenate([tr, pick[included]])
+    synth = synthesizer(epsilon, args)
+    synth.fit(ImageSet(x[rows], y[rows], NAMES, classes_declared=True), progress=args.progress)
+    plan = synth.dp_
+    delta = plan.delta if plan else resolve_delta(DPSpec(epsilon=1.0), len(rows))
+    result = audit(
+        -synth.denoising_loss(x[pick], y[pick]), included, delta=delta,
+        claimed_epsilon=None if plan is None else plan.epsilon,
+    )  # fmt: skip
+    return {**result.model_dump(), "consistent": result.consistent}
+
+
+def run(epsilon: float, args: argparse.Namespace, x, y, tr, ho) -> dict[str, Any]:
+    synth = synthesizer(epsilon, args)
+    steps, batch = synth.training.steps, synth.training.batch_size
+    channels = synth.model.block_out_channels
+    names = NAMES
     train = ImageSet(images=x[tr], labels=y[tr], class_names=names, classes_declared=True)
     start = time.perf_counter()
     synth.fit(train, progress=args.progress)
@@ -86,7 +120,7 @@ def run(epsilon: float, args: argparse.Namespace, x, y, tr, ho) -> dict[str, Any
     m = result.metrics
     plan = synth.dp_
     return {
-        "epsilon": "inf" if dp is None else epsilon,
+        "epsilon": "inf" if plan is None else epsilon,
         "channels": channels,
         "steps": steps,
         "batch_size": batch,
@@ -115,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--ema", type=float, default=0.99)
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--audit", action="store_true", help="also the one-run audit (a 2nd fit)")
+    p.add_argument("--audit-only", action="store_true", help="add the audit to recorded runs")
+    p.add_argument("--canaries", type=int, default=500)
     p.add_argument("--quick", action="store_true", help="smoke run: 20 steps")
     args = p.parse_args(argv)
     if args.quick:
@@ -127,13 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         results["runs"] = json.loads(RESULTS.read_text()).get("runs", [])
     for epsilon in (float(e) for e in args.epsilons.split(",")):
         console.print(f"digits at epsilon {epsilon:g}")
-        entry = run(epsilon, args, x, y, tr, ho)
-        key = (entry["epsilon"], entry["channels"], entry["steps"], entry["batch_size"])
-        results["runs"] = [
-            r
-            for r in results["runs"]
-            if (r["epsilon"], r["channels"], r["steps"], r["batch_size"]) != key
-        ] + [entry]
+        synth = synthesizer(epsilon, args)
+        key = (
+            "inf" if math.isinf(epsilon) else epsilon, synth.model.block_out_channels,
+            synth.training.steps, synth.training.batch_size,
+        )  # fmt: skip
+        recorded = [r for r in results["runs"] if _key(r) == key]
+        reuse = args.audit_only and recorded
+        entry = recorded[0] if reuse else run(epsilon, args, x, y, tr, ho)
+        if args.audit or args.audit_only:
+            entry["audit"] = audit_digits(epsilon, args, x, y, tr, ho)
+        results["runs"] = [r for r in results["runs"] if _key(r) != key] + [entry]
         if not args.quick:
             atomic_write_text(RESULTS, json.dumps(results, indent=1, default=str))
         console.print(entry)
@@ -141,16 +182,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _key(r: dict[str, Any]) -> tuple:
+    return (r["epsilon"], r["channels"], r["steps"], r["batch_size"])
+
+
 def show(runs: list[dict[str, Any]]) -> None:
     table = Table(title="Digits under DP (bench/results_dp_images.json)")
     for col in ("epsilon", "UNet", "steps", "batch", "FID", "CAS", "CAS ratio", "MIA AUC",
-                "fit s", "s/step", "gate fails"):  # fmt: skip
+                "fit s", "s/step", "audit bound", "gate fails"):  # fmt: skip
         table.add_column(col)
     for r in runs:
         table.add_row(
             str(r["epsilon"]), str(r["channels"]), str(r["steps"]), str(r["batch_size"]),
             f"{r['fid']:.2f}", f"{r['cas']:.3f}", f"{r['cas_ratio']:.3f}",
             f"{r['mia_auc']:.3f}", str(r["fit_s"]), str(r["s_per_step"]),
+            "-" if "audit" not in r else f"{r['audit']['epsilon_lower_bound']:.3f}",
             ",".join(r["gate_failures"]) or "-",
         )  # fmt: skip
     console.print(table)
