@@ -305,7 +305,9 @@ def test_a_dp_image_model_names_the_fix_when_every_class_falls_below_the_thresho
     )
     with pytest.raises(PrivacyBudgetError, match="source.images.classes"):
         synth.plan_dp(train)  # the job's check step: before training
+    undeclared = synth.fingerprint(train)
     train.classes_declared = True
+    assert synth.fingerprint(train) != undeclared  # no resuming across the two releases
     synth.fit(train, progress=False)
     assert synth.protected_classes_ == [] and synth.dp_.estimated == ["class counts"]
 

@@ -241,6 +241,8 @@ class ImageDiffusionSynthesizer:
                 "kind": KIND,
                 "data": h.hexdigest(),
                 "class_names": list(train.class_names or []),
+                # declared classes change what DP releases; absent (as before) when not
+                **({"classes_declared": True} if train.classes_declared else {}),
                 "model": self.model.model_dump(mode="json"),
                 "training": training_settings(self.training),
                 "privacy": (self.privacy or PrivacySpec()).model_dump(mode="json"),
