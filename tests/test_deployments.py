@@ -289,7 +289,7 @@ def test_request_submitted_to_the_requests_deployment(deployed, prefect_server, 
         timeout=300,
     )
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "base: not inside the spec folder" in refused.stderr
+    assert "--base (base): not inside the spec folder" in refused.stderr
     assert len(api_post(f"{api}/flow_runs/filter", {})) == runs_before
 
 
