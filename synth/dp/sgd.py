@@ -140,8 +140,8 @@ class DPTrainer:
         """One DP-SGD step on the next Poisson batch; `loss_of(module, rows)` is the batch's
         per-example losses (ghost) or mean loss. Returns the mean loss."""
         chosen = self.sampler.draw()
-        self.optimizer.zero_grad(set_to_none=True)
         if len(chosen) == 0:  # an empty Poisson batch still takes its noise
+            self.optimizer.zero_grad(set_to_none=True)
             self._empty_step()
             return torch.zeros((), device=device)
         parts = np.array_split(chosen, math.ceil(len(chosen) / self.plan.max_physical_batch_size))
